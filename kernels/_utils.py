@@ -1,0 +1,98 @@
+"""Helpers shared by the kernels: backend choice, per-sample scalars, layouts, launch sizes.
+
+Every kernel works on the flat storage of batched tensors whose batch dimension is
+outermost in memory: contiguous NCHW and channels_last NHWC both qualify, so one
+sample is one contiguous run of ``numel // N`` elements and a program never needs
+to know the layout. Tensors passed together must share their strides.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+try:  # triton is optional: absent on macOS and Windows, and the torch references still run
+    import triton
+except ImportError:  # pragma: no cover - exercised only where triton is missing
+    triton = None
+
+Backend = Literal["auto", "triton", "torch"]
+BACKENDS = ("auto", "triton", "torch")
+
+MAX_BLOCK = 4096
+
+
+def interpreting() -> bool:
+    """True when Triton runs kernels on CPU tensors through its interpreter."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def use_triton(t: Tensor, backend: Backend) -> bool:
+    """Whether a call on ``t`` runs the Triton kernel (True) or the torch reference (False).
+
+    "auto" picks the kernel for CUDA tensors only; "triton" demands it (on CPU tensors
+    this needs TRITON_INTERPRET=1); "torch" always runs the reference.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torch":
+        return False
+    if backend == "auto":
+        return triton is not None and t.is_cuda
+    if triton is None:
+        raise RuntimeError("backend='triton' needs the triton package: pip install triton")
+    if not t.is_cuda and not interpreting():
+        raise RuntimeError(
+            "backend='triton' on a CPU tensor needs TRITON_INTERPRET=1 set before triton "
+            "is imported; use backend='auto' to fall back to the torch reference"
+        )
+    return True
+
+
+def per_sample(value: float | Tensor, n: int, device: torch.device) -> Tensor:
+    """A float or a tensor of n values (any shape) as a contiguous float32 vector of length n."""
+    if isinstance(value, Tensor):
+        if value.numel() == 1:
+            return value.reshape(1).to(device=device, dtype=torch.float32).expand(n).contiguous()
+        if value.numel() != n:
+            raise ValueError(f"expected a scalar or {n} per-sample values, got shape "
+                             f"{tuple(value.shape)}")
+        return value.reshape(n).to(device=device, dtype=torch.float32).contiguous()
+    return torch.full((n,), float(value), dtype=torch.float32, device=device)
+
+
+def view_per_sample(v: Tensor, like: Tensor) -> Tensor:
+    """A length-N vector viewed as (N, 1, 1, ...) to broadcast against ``like``."""
+    return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+def batch_major(t: Tensor) -> bool:
+    """True if ``t`` is dense with its batch dimension outermost (NCHW or NHWC, say)."""
+    if t.dim() == 0:
+        return False
+    n = t.shape[0]
+    return t.is_non_overlapping_and_dense() and (n <= 1 or t.stride(0) == t.numel() // n)
+
+
+def like_layout(t: Tensor, ref: Tensor) -> Tensor:
+    """``t`` with the strides of ``ref`` (a copy only when they differ)."""
+    if t.stride() == ref.stride():
+        return t
+    return torch.empty_like(ref, dtype=t.dtype).copy_(t)
+
+
+def check_batch(name: str, t: Tensor, ref: Tensor) -> None:
+    """Raise unless ``t`` can be read element for element alongside ``ref``."""
+    if t.shape != ref.shape:
+        raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {tuple(ref.shape)}")
+    if t.device != ref.device:
+        raise ValueError(f"{name} is on {t.device}, expected {ref.device}")
+
+
+def flat_launch(per_sample_numel: int) -> tuple[int, int]:
+    """(BLOCK, num_warps) for a kernel that walks each sample in blocks."""
+    block = min(MAX_BLOCK, triton.next_power_of_2(max(per_sample_numel, 16)))
+    return block, (8 if block >= 2048 else 4)

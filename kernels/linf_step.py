@@ -1,0 +1,115 @@
+"""One l_inf attack step, fused: sign step, projection onto the ball, clamp to the box.
+
+    x_new = clamp(clamp(x_adv + alpha_n * sign(g), x - eps_n, x + eps_n), 0, 1)
+
+with a budget eps_n and step alpha_n per sample. One read of x_adv, g and x, one write.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._utils import (
+    Backend,
+    check_batch,
+    flat_launch,
+    like_layout,
+    per_sample,
+    use_triton,
+    view_per_sample,
+)
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover
+    triton = None
+
+
+if triton is not None:
+
+    @triton.jit
+    def _linf_step_kernel(
+        xadv_ptr, grad_ptr, x_ptr, eps_ptr, alpha_ptr, out_ptr,
+        per_sample_numel,
+        BLOCK: tl.constexpr,
+    ):
+        sample = tl.program_id(0).to(tl.int64)
+        offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < per_sample_numel
+        idx = sample * per_sample_numel + offs
+        eps = tl.load(eps_ptr + sample)
+        alpha = tl.load(alpha_ptr + sample)
+        xa = tl.load(xadv_ptr + idx, mask=mask).to(tl.float32)
+        g = tl.load(grad_ptr + idx, mask=mask).to(tl.float32)
+        x = tl.load(x_ptr + idx, mask=mask).to(tl.float32)
+        v = xa + tl.where(g > 0, alpha, tl.where(g < 0, -alpha, 0.0))
+        v = tl.minimum(tl.maximum(v, x - eps), x + eps)
+        v = tl.minimum(tl.maximum(v, 0.0), 1.0)
+        tl.store(out_ptr + idx, v.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def linf_step_triton(
+    x_adv: Tensor, grad: Tensor, x: Tensor, eps: Tensor, alpha: Tensor, out: Tensor
+) -> None:
+    """Launch the kernel. All image tensors share shape and strides; eps, alpha: float32 (N,)."""
+    n = x.shape[0]
+    if n == 0 or x.numel() == 0:
+        return
+    m = x.numel() // n
+    block, warps = flat_launch(m)
+    grid = (n, triton.cdiv(m, block))
+    _linf_step_kernel[grid](x_adv, grad, x, eps, alpha, out, m, BLOCK=block, num_warps=warps)
+
+
+@torch.library.custom_op("fastrft::linf_step", mutates_args=("out",))
+def _linf_step_op(
+    x_adv: Tensor, grad: Tensor, x: Tensor, eps: Tensor, alpha: Tensor, out: Tensor
+) -> None:
+    linf_step_triton(x_adv, grad, x, eps, alpha, out)
+
+
+@_linf_step_op.register_fake
+def _(x_adv, grad, x, eps, alpha, out) -> None:
+    return None
+
+
+def linf_step_reference(
+    x_adv: Tensor, grad: Tensor, x: Tensor, eps: Tensor, alpha: Tensor
+) -> Tensor:
+    """Plain torch, the same float32 arithmetic as the kernel; eps, alpha: float32 (N,)."""
+    eps, alpha = view_per_sample(eps, x), view_per_sample(alpha, x)
+    xf = x.float()
+    v = x_adv.float() + alpha * grad.float().sign()
+    v = torch.minimum(torch.maximum(v, xf - eps), xf + eps)
+    return v.clamp(0.0, 1.0).to(x_adv.dtype)
+
+
+def linf_step(
+    x_adv: Tensor,
+    grad: Tensor,
+    x: Tensor,
+    eps: float | Tensor,
+    alpha: float | Tensor,
+    *,
+    out: Tensor | None = None,
+    backend: Backend = "auto",
+) -> Tensor:
+    """One l_inf step from ``x_adv`` along ``sign(grad)``, projected onto the ball and the box.
+
+    ``eps`` and ``alpha`` are floats or per-sample tensors. ``out`` may be ``x_adv`` itself
+    (an in-place update); without it a new tensor in ``x_adv``'s layout is returned.
+    """
+    check_batch("grad", grad, x_adv)
+    check_batch("x", x, x_adv)
+    n = x_adv.shape[0]
+    eps_v, alpha_v = per_sample(eps, n, x_adv.device), per_sample(alpha, n, x_adv.device)
+    if out is None:
+        out = torch.empty_like(x_adv)
+    if use_triton(x_adv, backend):
+        _linf_step_op(x_adv, like_layout(grad, x_adv), like_layout(x, x_adv), eps_v, alpha_v,
+                      out)
+    else:
+        out.copy_(linf_step_reference(x_adv, grad, x, eps_v, alpha_v))
+    return out

@@ -1,0 +1,77 @@
+"""Assertions that say where and by how much two tensors differ, and shared test inputs."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+# (dtype, atol, rtol) for element-wise results computed in float32 and stored in dtype
+DTYPES = [
+    (torch.float32, 0.0, 0.0),
+    (torch.bfloat16, 2**-8, 0.0),
+    (torch.float16, 2**-11, 0.0),
+]
+
+
+
+def cast_tolerance(dtype: torch.dtype, device) -> float:
+    """0 (exact), except that Triton's CPU interpreter rounds float32 -> bfloat16 by truncation
+    where the GPU rounds to nearest even: one bfloat16 step apart at most."""
+    interp = torch.device(device).type == "cpu"
+    return 2**-8 if dtype == torch.bfloat16 and interp else 0.0
+
+
+# realistic, near power of two, prime and degenerate shapes (N, C, H, W)
+SHAPES = [(1, 3, 7, 5), (2, 3, 32, 32), (3, 1, 17, 19), (5, 3, 31, 29), (4, 2, 1, 1)]
+
+LAYOUTS = [torch.contiguous_format, torch.channels_last]
+
+
+def assert_close(actual: Tensor, expected: Tensor, atol: float = 0.0, rtol: float = 0.0,
+                 what: str = "tensor") -> None:
+    """Like torch.testing.assert_close, but reports the worst element and how many differ."""
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    assert actual.dtype == expected.dtype, f"{what}: dtype {actual.dtype} != {expected.dtype}"
+    a, e = actual.double(), expected.double()
+    assert not torch.isnan(a).any(), f"{what}: {int(torch.isnan(a).sum())} NaN entries"
+    err = (a - e).abs()
+    bad = err > atol + rtol * e.abs()
+    if bad.any():
+        i = int(torch.argmax(err.flatten()))
+        idx = tuple(int(k) for k in torch.unravel_index(torch.tensor(i), a.shape))
+        raise AssertionError(
+            f"{what}: {int(bad.sum())} of {a.numel()} entries differ beyond atol={atol}, "
+            f"rtol={rtol}; worst at {idx}: got {a.flatten()[i].item():.8g}, expected "
+            f"{e.flatten()[i].item():.8g} (|diff| {err.max().item():.3g})"
+        )
+
+
+def images(shape, dtype=torch.float32, layout=torch.contiguous_format, device="cpu") -> Tensor:
+    """Random pixels in [0, 1], with exact 0s and 1s mixed in so the box clamp is exercised."""
+    x = torch.rand(shape, device=device)
+    x = torch.where(torch.rand(shape, device=device) < 0.05, x.round(), x)
+    return x.to(dtype).contiguous(memory_format=layout)
+
+
+def eps_per_sample(n: int, device="cpu") -> Tensor:
+    """Per-sample budgets, one of them zero (the ball collapses onto x)."""
+    eps = torch.rand(n, device=device) * 16 / 255
+    eps[0] = 0.0
+    return eps
+
+
+def near_ball(x: Tensor, eps: Tensor) -> Tensor:
+    """Points around x: a third inside, a third exactly on the l_inf sphere, a third outside."""
+    e = eps.view(-1, *([1] * (x.dim() - 1))).float()
+    xf = x.float()
+    pick = torch.randint(0, 3, x.shape, device=x.device)
+    inside = xf + e * (2 * torch.rand_like(xf) - 1)
+    edge = xf + e * torch.where(torch.rand_like(xf) < 0.5, -1.0, 1.0)
+    outside = xf + 3 * e * (2 * torch.rand_like(xf) - 1)
+    v = torch.where(pick == 0, inside, torch.where(pick == 1, edge, outside))
+    return v.clamp(0, 1).to(x.dtype).contiguous(memory_format=_layout(x))
+
+
+def _layout(t: Tensor) -> torch.memory_format:
+    return torch.channels_last if t.dim() == 4 and t.is_contiguous(
+        memory_format=torch.channels_last) and not t.is_contiguous() else torch.contiguous_format
