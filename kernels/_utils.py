@@ -58,8 +58,9 @@ def per_sample(value: float | Tensor, n: int, device: torch.device) -> Tensor:
         if value.numel() == 1:
             return value.reshape(1).to(device=device, dtype=torch.float32).expand(n).contiguous()
         if value.numel() != n:
-            raise ValueError(f"expected a scalar or {n} per-sample values, got shape "
-                             f"{tuple(value.shape)}")
+            raise ValueError(
+                f"expected a scalar or {n} per-sample values, got shape {tuple(value.shape)}"
+            )
         return value.reshape(n).to(device=device, dtype=torch.float32).contiguous()
     return torch.full((n,), float(value), dtype=torch.float32, device=device)
 
@@ -74,7 +75,22 @@ def batch_major(t: Tensor) -> bool:
     if t.dim() == 0:
         return False
     n = t.shape[0]
-    return t.is_non_overlapping_and_dense() and (n <= 1 or t.stride(0) == t.numel() // n)
+    return _non_overlapping_and_dense(t) and (n <= 1 or t.stride(0) == t.numel() // n)
+
+
+def _non_overlapping_and_dense(t: Tensor) -> bool:
+    """Whether t's elements fill its storage span exactly once, in some order of dimensions.
+
+    Tensor has no public method for this in torch 2.15, so: sorted by stride, the dimensions
+    of size > 1 must have strides 1, s0, s0*s1, ...
+    """
+    dims = sorted((st, s) for s, st in zip(t.shape, t.stride(), strict=True) if s != 1)
+    expected = 1
+    for stride, size in dims:
+        if stride != expected:
+            return False
+        expected *= size
+    return True
 
 
 def like_layout(t: Tensor, ref: Tensor) -> Tensor:
@@ -96,3 +112,36 @@ def flat_launch(per_sample_numel: int) -> tuple[int, int]:
     """(BLOCK, num_warps) for a kernel that walks each sample in blocks."""
     block = min(MAX_BLOCK, triton.next_power_of_2(max(per_sample_numel, 16)))
     return block, (8 if block >= 2048 else 4)
+
+
+def reduce_launch(per_sample_numel: int) -> tuple[int, int, int, int]:
+    """(BLOCK, num_warps, blocks per sample, blocks padded to a power of two) for two-pass kernels.
+
+    The padding is at least 16 so that the partial row is never a one-element tensor.
+    """
+    block, warps = flat_launch(per_sample_numel)
+    num_blocks = triton.cdiv(per_sample_numel, block)
+    return block, warps, num_blocks, max(16, triton.next_power_of_2(num_blocks))
+
+
+def check_kernel_layout(x_adv: Tensor, **written: Tensor) -> None:
+    """Raise unless ``x_adv`` is batch-major and every tensor a kernel writes shares its strides.
+
+    Inputs that are only read are copied into x_adv's layout when needed; tensors written in
+    place cannot be, so a mismatch is an error (on every backend, so CPU runs catch it too).
+    """
+    if not batch_major(x_adv):
+        raise ValueError(
+            "x_adv must be dense with its batch dimension outermost (contiguous or "
+            f"channels_last), got shape {tuple(x_adv.shape)} and strides {x_adv.stride()}"
+        )
+    for name, t in written.items():
+        check_batch(name, t, x_adv)
+        # strides of size-1 dims never move a pointer: (4, 2, 1, 1) is NCHW and NHWC at once
+        if any(
+            a != b for k, a, b in zip(x_adv.shape, t.stride(), x_adv.stride(), strict=True) if k > 1
+        ):
+            raise ValueError(
+                f"{name} has strides {t.stride()}, expected x_adv's {x_adv.stride()} "
+                "(same memory layout)"
+            )

@@ -13,6 +13,7 @@ from torch import Tensor
 from ._utils import (
     Backend,
     check_batch,
+    check_kernel_layout,
     flat_launch,
     like_layout,
     per_sample,
@@ -31,7 +32,12 @@ if triton is not None:
 
     @triton.jit
     def _linf_step_kernel(
-        xadv_ptr, grad_ptr, x_ptr, eps_ptr, alpha_ptr, out_ptr,
+        xadv_ptr,
+        grad_ptr,
+        x_ptr,
+        eps_ptr,
+        alpha_ptr,
+        out_ptr,
         per_sample_numel,
         BLOCK: tl.constexpr,
     ):
@@ -103,13 +109,13 @@ def linf_step(
     """
     check_batch("grad", grad, x_adv)
     check_batch("x", x, x_adv)
-    n = x_adv.shape[0]
-    eps_v, alpha_v = per_sample(eps, n, x_adv.device), per_sample(alpha, n, x_adv.device)
     if out is None:
         out = torch.empty_like(x_adv)
+    check_kernel_layout(x_adv, out=out)
+    n = x_adv.shape[0]
+    eps_v, alpha_v = per_sample(eps, n, x_adv.device), per_sample(alpha, n, x_adv.device)
     if use_triton(x_adv, backend):
-        _linf_step_op(x_adv, like_layout(grad, x_adv), like_layout(x, x_adv), eps_v, alpha_v,
-                      out)
+        _linf_step_op(x_adv, like_layout(grad, x_adv), like_layout(x, x_adv), eps_v, alpha_v, out)
     else:
         out.copy_(linf_step_reference(x_adv, grad, x, eps_v, alpha_v))
     return out

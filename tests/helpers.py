@@ -13,7 +13,6 @@ DTYPES = [
 ]
 
 
-
 def cast_tolerance(dtype: torch.dtype, device) -> float:
     """0 (exact), except that Triton's CPU interpreter rounds float32 -> bfloat16 by truncation
     where the GPU rounds to nearest even: one bfloat16 step apart at most."""
@@ -27,8 +26,9 @@ SHAPES = [(1, 3, 7, 5), (2, 3, 32, 32), (3, 1, 17, 19), (5, 3, 31, 29), (4, 2, 1
 LAYOUTS = [torch.contiguous_format, torch.channels_last]
 
 
-def assert_close(actual: Tensor, expected: Tensor, atol: float = 0.0, rtol: float = 0.0,
-                 what: str = "tensor") -> None:
+def assert_close(
+    actual: Tensor, expected: Tensor, atol: float = 0.0, rtol: float = 0.0, what: str = "tensor"
+) -> None:
     """Like torch.testing.assert_close, but reports the worst element and how many differ."""
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
     assert actual.dtype == expected.dtype, f"{what}: dtype {actual.dtype} != {expected.dtype}"
@@ -73,5 +73,32 @@ def near_ball(x: Tensor, eps: Tensor) -> Tensor:
 
 
 def _layout(t: Tensor) -> torch.memory_format:
-    return torch.channels_last if t.dim() == 4 and t.is_contiguous(
-        memory_format=torch.channels_last) and not t.is_contiguous() else torch.contiguous_format
+    return (
+        torch.channels_last
+        if t.dim() == 4
+        and t.is_contiguous(memory_format=torch.channels_last)
+        and not t.is_contiguous()
+        else torch.contiguous_format
+    )
+
+
+def l2_eps_per_sample(shape, device="cpu") -> Tensor:
+    """Per-sample l_2 budgets on the scale of CIFAR's 0.5 (eps_per_sample's l_inf budgets
+    times sqrt(C*H*W) / 4), sample 0 at zero unless it is alone (it would only test the
+    collapse onto x)."""
+    n, m = shape[0], torch.Size(shape[1:]).numel()
+    eps = eps_per_sample(n, device) * m**0.5 / 4
+    if n == 1:
+        eps.fill_(0.5)
+    return eps
+
+
+def near_l2_ball(x: Tensor, eps: Tensor) -> Tensor:
+    """Points around x: sample i lies on the l_2 sphere (i % 3 == 0), halfway inside (1), or
+    at three times the radius (2). Not clamped to the box, so edge points stay on the sphere
+    (up to rounding)."""
+    n, ones = x.shape[0], [1] * (x.dim() - 1)
+    u = torch.randn(x.shape, device=x.device)
+    u = u / u.flatten(1).norm(dim=1).view(-1, *ones)
+    radius = torch.tensor([1.0, 0.5, 3.0], device=x.device)[torch.arange(n, device=x.device) % 3]
+    return torch.empty_like(x).copy_(x.float() + (eps * radius).view(-1, *ones) * u)

@@ -58,8 +58,9 @@ def test_in_place_equals_out_of_place(device):
 def test_float_eps_equals_per_sample_tensor(device):
     x_adv, grad, x, _ = _inputs((4, 3, 8, 8), torch.float32, torch.contiguous_format, device)
     got = linf_step(x_adv, grad, x, 8 / 255, 2 / 255, backend="triton")
-    want = linf_step(x_adv, grad, x, torch.full((4,), 8 / 255), torch.full((4,), 2 / 255),
-                     backend="triton")
+    want = linf_step(
+        x_adv, grad, x, torch.full((4,), 8 / 255), torch.full((4,), 2 / 255), backend="triton"
+    )
     assert_close(got, want, what="float eps")
 
 
@@ -95,8 +96,13 @@ def test_auto_backend_uses_reference_on_cpu():
     ],
 )
 def test_bad_input_is_named(kwargs, match):
-    args = {"x_adv": torch.rand(2, 3, 4, 4), "grad": torch.randn(2, 3, 4, 4),
-            "x": torch.rand(2, 3, 4, 4), "eps": 0.1, "alpha": 0.01}
+    args = {
+        "x_adv": torch.rand(2, 3, 4, 4),
+        "grad": torch.randn(2, 3, 4, 4),
+        "x": torch.rand(2, 3, 4, 4),
+        "eps": 0.1,
+        "alpha": 0.01,
+    }
     args.update(kwargs)
     backend = args.pop("backend", "auto")
     with pytest.raises(ValueError, match=match):
