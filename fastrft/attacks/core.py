@@ -1,0 +1,157 @@
+"""What every attack shares: argument checks, the model's state while an attack runs, and
+the input gradient. Attacks know nothing of training; the model maps pixels to logits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from fastrft.kernels._utils import batch_major
+
+from .losses import LOSSES, LossFn
+
+ModelMode = Literal["eval", "train", "keep"]
+NORMS = {"linf": "linf", "inf": "linf", "l2": "l2"}
+
+
+def canonical_norm(norm: str) -> str:
+    """ "linf" or "l2"; the spellings users bring from other libraries ("Linf", "L2") too."""
+    key = str(norm).lower()
+    if key not in NORMS:
+        raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
+    return NORMS[key]
+
+
+def _capturing(x: Tensor) -> bool:
+    return x.is_cuda and torch.cuda.is_current_stream_capturing()
+
+
+def check_inputs(
+    x: Tensor,
+    y: Tensor,
+    eps: float | Tensor,
+    *,
+    steps: int = 1,
+    loss: str = "ce",
+    targeted: bool = False,
+    model_mode: str = "eval",
+    validate_values: bool = True,
+) -> None:
+    """Raise a ValueError that names the bad argument and says how to fix it.
+
+    Checks that read tensor values (x in [0, 1], eps >= 0) synchronise with the device;
+    they are skipped with ``validate_values=False`` and during CUDA graph capture.
+    """
+    if not isinstance(x, Tensor) or not torch.is_floating_point(x):
+        kind = x.dtype if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(
+            f"x must be a float tensor of pixels in [0, 1], got {kind}; "
+            "convert uint8 images with x.float() / 255"
+        )
+    if x.dim() < 2:
+        raise ValueError(f"x must be batched (N, C, H, W), got shape {tuple(x.shape)}")
+    if not isinstance(y, Tensor) or y.dim() != 1 or y.dtype not in (torch.int64, torch.int32):
+        raise ValueError(
+            "y must be a 1-d integer tensor of class labels, got "
+            f"{getattr(y, 'dtype', type(y).__name__)} of shape "
+            f"{tuple(getattr(y, 'shape', ()))}"
+        )
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"x and y have different batch sizes: {x.shape[0]} images, {y.shape[0]} labels"
+        )
+    if y.device != x.device:
+        raise ValueError(f"y is on {y.device} but x is on {x.device}; move both to one device")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
+    if targeted and loss != "ce":
+        raise ValueError(f"targeted attacks support loss='ce' only, got loss={loss!r}")
+    if model_mode not in ("eval", "train", "keep"):
+        raise ValueError(f"model_mode must be 'eval', 'train' or 'keep', got {model_mode!r}")
+    if isinstance(eps, Tensor):
+        if eps.numel() not in (1, x.shape[0]):
+            raise ValueError(
+                f"eps must be a float or hold one value per sample ({x.shape[0]}), "
+                f"got shape {tuple(eps.shape)}"
+            )
+    elif not isinstance(eps, (int, float)) or eps != eps or eps < 0:
+        raise ValueError(f"eps must be a non-negative number (e.g. 8/255), got {eps!r}")
+    if not validate_values or _capturing(x):
+        return
+    if isinstance(eps, Tensor) and not bool(torch.isfinite(eps).all() & (eps >= 0).all()):
+        raise ValueError(
+            f"eps must be non-negative and finite for every sample, got min {eps.min().item():.4g}"
+        )
+    lo, hi = torch.aminmax(x.detach())
+    if lo.item() < 0 or hi.item() > 1:
+        raise ValueError(
+            f"x must hold pixels in [0, 1], got values in [{lo.item():.4g}, "
+            f"{hi.item():.4g}]; the model, not the input, owns normalisation"
+        )
+
+
+@contextmanager
+def attack_mode(model: nn.Module, mode: ModelMode = "eval", freeze: bool = True) -> Iterator[None]:
+    """Run the model as the attack wants it, then restore it exactly as found.
+
+    ``mode`` "eval" (the default: BatchNorm uses running statistics, dropout is off),
+    "train", or "keep". ``freeze`` turns requires_grad off on every parameter, so that
+    compiled or graphed models, which differentiate every input that requires grad, compute
+    no weight gradients. Each module's own training flag and each parameter's own
+    requires_grad flag are restored, even if the attack raises.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        if mode != "keep":
+            model.train(mode == "train")
+        if freeze:
+            for p, _ in flags:
+                p.requires_grad_(False)
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+        for p, requires_grad in flags:
+            p.requires_grad_(requires_grad)
+
+
+def detached_input(x: Tensor) -> Tensor:
+    """x detached; copied to contiguous only if its layout is neither NCHW- nor NHWC-dense
+    (a strided view, say), which the fused kernels cannot walk sample by sample."""
+    x = x.detach()
+    return x if batch_major(x) else x.contiguous()
+
+
+def loss_and_grad(
+    model: nn.Module, x_adv: Tensor, y: Tensor, loss_fn: LossFn, need_grad: bool = True
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Per-sample losses, logits and the gradient of the summed loss with respect to the input.
+
+    Only the input gradient is asked of autograd. The loss is computed on float32 logits
+    (bf16 logits lose the small loss differences that decide a step).
+    """
+    x_in = x_adv.detach().requires_grad_(need_grad)
+    with torch.enable_grad() if need_grad else torch.no_grad():
+        logits = model(x_in)
+        losses = loss_fn(logits.float(), y)
+    grad = torch.autograd.grad(losses.sum(), x_in)[0] if need_grad else None
+    return losses.detach(), logits.detach(), grad
+
+
+def succeeded(logits: Tensor, y: Tensor, targeted: bool) -> Tensor:
+    """Per sample: misclassified (untargeted), or classified as its target (targeted)."""
+    pred = logits.argmax(1)
+    return pred == y if targeted else pred != y
+
+
+def take_where(mask: Tensor, src: Tensor, dst: Tensor) -> Tensor:
+    """dst[n] <- src[n] for the samples where mask[n] is true, in place, with no host sync."""
+    m = mask.view(-1, *([1] * (dst.dim() - 1)))
+    return torch.where(m, src, dst, out=dst)

@@ -1,0 +1,102 @@
+"""Projected gradient descent (Madry et al., 2018) and FGSM with random start
+(Wong et al., 2020, "Fast is better than free"), on the fused step kernels."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from fastrft.kernels._utils import Backend
+from fastrft.kernels.l2_step import l2_step
+from fastrft.kernels.linf_step import linf_step
+from fastrft.kernels.random_start import random_start as random_start_in_ball
+
+from .core import (
+    ModelMode,
+    attack_mode,
+    canonical_norm,
+    check_inputs,
+    detached_input,
+    loss_and_grad,
+)
+from .losses import attack_loss
+
+STEPS = {"linf": linf_step, "l2": l2_step}
+
+
+def pgd(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    eps: float | Tensor,
+    alpha: float | Tensor | None = None,
+    steps: int = 10,
+    norm: str = "linf",
+    random_start: bool = True,
+    loss: str = "ce",
+    targeted: bool = False,
+    *,
+    model_mode: ModelMode = "eval",
+    freeze_params: bool = True,
+    backend: Backend = "auto",
+    validate: bool = True,
+) -> Tensor:
+    """PGD: ``steps`` gradient steps of size ``alpha`` inside the ``norm`` ball of radius ``eps``.
+
+    Args:
+        model: maps pixels in [0, 1] to logits (it owns its normalisation).
+        x: images (N, C, H, W) in [0, 1], contiguous or channels_last; fp32, bf16 or fp16.
+        y: labels (N,); the target classes when ``targeted``.
+        eps: budget, a float or a per-sample tensor.
+        alpha: step size; default 2.5 * eps / steps (Madry et al.).
+        steps: number of gradient steps.
+        norm: "linf" (sign steps) or "l2" (normalised gradient steps).
+        random_start: start from a uniform point of the ball rather than from x.
+        loss: "ce" or "dlr", ascended (descended towards y when ``targeted``).
+        model_mode: run the model in "eval" mode (default), "train" mode, or "keep" it.
+        freeze_params: turn parameters' requires_grad off while crafting (no weight gradients).
+        backend: "auto" (fused Triton kernels on CUDA), "triton" or "torch" (references).
+        validate: check value ranges (x in [0, 1], eps >= 0); costs one device sync.
+
+    Returns:
+        x_adv, detached, in x's dtype and layout, inside the ball and inside [0, 1].
+        The model's parameters, their grads, requires_grad flags and modes are as found.
+    """
+    norm = canonical_norm(norm)
+    check_inputs(
+        x,
+        y,
+        eps,
+        steps=steps,
+        loss=loss,
+        targeted=targeted,
+        model_mode=model_mode,
+        validate_values=validate,
+    )
+    if alpha is None:
+        alpha = 2.5 * eps / steps
+    x = detached_input(x)
+    loss_fn = attack_loss(loss, targeted)
+    step = STEPS[norm]
+    with attack_mode(model, model_mode, freeze_params):
+        x_adv = random_start_in_ball(x, eps, norm, backend=backend) if random_start else x.clone()
+        for _ in range(steps):
+            _, _, grad = loss_and_grad(model, x_adv, y, loss_fn)
+            step(x_adv, grad, x, eps, alpha, out=x_adv, backend=backend)
+    return x_adv
+
+
+def fgsm(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    eps: float | Tensor,
+    alpha: float | Tensor | None = None,
+    random_start: bool = True,
+    **kwargs,
+) -> Tensor:
+    """FGSM; with ``random_start`` (the default), FGSM-RS of Wong et al. (2020): a uniform
+    start in the l_inf ball, then one sign step of ``alpha`` (default 1.25 * eps; eps without
+    random start), projected. Other keyword arguments as for :func:`pgd`."""
+    if alpha is None:
+        alpha = 1.25 * eps if random_start else eps
+    return pgd(model, x, y, eps, alpha, steps=1, norm="linf", random_start=random_start, **kwargs)

@@ -1,0 +1,129 @@
+import pytest
+import torch
+
+from fastrft.attacks import apgd, apgd_checkpoints
+from fastrft.attacks.losses import dlr
+from tests.helpers import assert_close
+
+
+def test_checkpoints_match_the_paper_for_100_steps():
+    """Croce and Hein (2020), section 3.2: w = ceil(p * 100) for p = 0.22, 0.41, 0.57, 0.70,
+    0.80, 0.87, 0.93, 0.99; the check after w iterations sits at 0-based iteration w - 1."""
+    assert sorted(apgd_checkpoints(100)) == [w - 1 for w in (22, 41, 57, 70, 80, 87, 93, 99)]
+
+
+@pytest.mark.parametrize("steps", [1, 2, 7, 10, 13, 50])
+def test_checkpoints_periods_are_consistent(steps):
+    checks = apgd_checkpoints(steps)
+    last = -1
+    for i, period in sorted(checks.items()):
+        assert i - last == period and 0 <= i < steps
+        last = i
+
+
+def test_paper_step_counts_check_every_step():
+    """With 7 or 10 steps (the paper's) the periods shrink to one step quickly."""
+    assert apgd_checkpoints(7) == dict.fromkeys(range(7), 1)
+    assert apgd_checkpoints(10) == {1: 2, **dict.fromkeys(range(2, 10), 1)}
+
+
+def test_dlr_matches_sorting_formula():
+    logits = torch.randn(64, 7)
+    y = torch.randint(0, 7, (64,))
+    y[:8] = logits[:8].argmax(1)  # the case where y is the top class
+    z, _ = logits.sort(1, descending=True)
+    z_y = logits[torch.arange(64), y]
+    other = torch.where(logits.argmax(1) == y, z[:, 1], z[:, 0])
+    assert_close(dlr(logits, y), -(z_y - other) / (z[:, 0] - z[:, 2] + 1e-12), atol=1e-6)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_fused_and_reference_backends_agree(trained, norm):
+    """The attack on Triton kernels follows the same trajectory as on the torch references
+    (no random start, so both runs are deterministic)."""
+    model, x, y = trained
+    x, y = x[:32], y[:32]
+    eps = 4 / 255 if norm == "linf" else 0.3
+    a = apgd(model, x, y, eps, steps=5, norm=norm, random_start=False, backend="triton")
+    b = apgd(model, x, y, eps, steps=5, norm=norm, random_start=False, backend="torch")
+    assert_close(a, b, atol=1e-5, what=f"apgd {norm}")
+
+
+def test_restarts_never_hurt(trained):
+    model, x, y = trained
+    torch.manual_seed(0)
+    one = apgd(model, x, y, 2 / 255, steps=5)
+    torch.manual_seed(0)
+    three = apgd(model, x, y, 2 / 255, steps=5, restarts=3)
+    wrong = lambda xa: model(xa).argmax(1) != y  # noqa: E731
+    assert (wrong(three) | ~wrong(one)).all(), "a sample fooled by the first run came back"
+
+
+def autoattack_style_apgd(model, x, y, eps, n_iter, rho=0.75):
+    """APGD-CE l_inf written the way AutoAttack's attack_single_run is (boolean indexing,
+    in-place per-sample resets), without random start, with fastrft's documented choice at
+    the first checkpoint (compare with the start point's loss, not with a row of zeros)."""
+    ce = torch.nn.CrossEntropyLoss(reduction="none")
+    n_iter_2, n_iter_min = max(int(0.22 * n_iter), 1), max(int(0.06 * n_iter), 1)
+    size_decr = max(int(0.03 * n_iter), 1)
+    x_adv = x.clone().requires_grad_()
+    loss_indiv = ce(model(x_adv), y)
+    grad = torch.autograd.grad(loss_indiv.sum(), x_adv)[0]
+    x_adv = x_adv.detach()
+    with torch.no_grad():
+        acc = model(x).argmax(1) == y
+    x_best, x_best_adv, grad_best = x_adv.clone(), x_adv.clone(), grad.clone()
+    loss_best = loss_indiv.detach().clone()
+    loss_steps = torch.zeros(n_iter + 1, len(x))
+    loss_steps[0] = loss_best
+    step_size = 2 * eps * torch.ones(len(x), 1, 1, 1)
+    x_adv_old = x_adv.clone()
+    k, counter3 = n_iter_2, 0
+    loss_best_last_check, reduced_last_check = loss_best.clone(), torch.ones_like(loss_best)
+    for i in range(n_iter):
+        grad2 = x_adv - x_adv_old
+        x_adv_old = x_adv.clone()
+        a = 0.75 if i > 0 else 1.0
+        x_adv_1 = x_adv + step_size * torch.sign(grad)
+        x_adv_1 = torch.clamp(torch.min(torch.max(x_adv_1, x - eps), x + eps), 0.0, 1.0)
+        x_adv_1 = torch.clamp(
+            torch.min(torch.max(x_adv + (x_adv_1 - x_adv) * a + grad2 * (1 - a), x - eps), x + eps),
+            0.0,
+            1.0,
+        )
+        x_adv = x_adv_1.requires_grad_()
+        logits = model(x_adv)
+        loss_indiv = ce(logits, y)
+        grad = torch.autograd.grad(loss_indiv.sum(), x_adv)[0]
+        x_adv = x_adv.detach()
+        pred = logits.detach().argmax(1) == y
+        acc = torch.min(acc, pred)
+        x_best_adv[~pred] = x_adv[~pred]
+        y1 = loss_indiv.detach()
+        loss_steps[i + 1] = y1
+        ind = y1 > loss_best
+        x_best[ind], grad_best[ind], loss_best[ind] = x_adv[ind], grad[ind], y1[ind]
+        counter3 += 1
+        if counter3 == k:
+            t = sum((loss_steps[i + 1 - c] > loss_steps[i - c]).float() for c in range(k))
+            fl_osc = (t <= k * rho).float()
+            fl_no_impr = (1.0 - reduced_last_check) * (loss_best_last_check >= loss_best).float()
+            fl_osc = torch.max(fl_osc, fl_no_impr)
+            reduced_last_check, loss_best_last_check = fl_osc.clone(), loss_best.clone()
+            ind = fl_osc > 0
+            step_size[ind] /= 2.0
+            x_adv[ind], grad[ind] = x_best[ind], grad_best[ind]
+            counter3 = 0
+            k = max(k - size_decr, n_iter_min)
+    return torch.where((~acc).view(-1, 1, 1, 1), x_best_adv, x_best)
+
+
+@pytest.mark.parametrize("steps", [7, 10, 25])
+def test_matches_autoattack_structured_reference(trained, steps):
+    """Same trajectory, step for step, as an implementation in AutoAttack's own style: checks
+    the momentum, the checkpoints, both halving conditions and the restarts from x_best."""
+    model, x, y = trained
+    x, y = x[:128], y[:128]
+    ours = apgd(model, x, y, 4 / 255, steps=steps, random_start=False, backend="torch")
+    theirs = autoattack_style_apgd(model, x, y, 4 / 255, steps)
+    assert_close(ours, theirs, atol=1e-6, what=f"APGD-{steps}")

@@ -1,0 +1,53 @@
+"""Bad input gets a ValueError that names the argument."""
+
+import pytest
+import torch
+
+from fastrft.attacks import apgd, fgsm, pgd
+
+
+@pytest.fixture
+def model():
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 3))
+
+
+X, Y = torch.rand(2, 3, 4, 4), torch.tensor([0, 1])
+
+CASES = [
+    ({"eps": -0.1}, "eps must be a non-negative"),
+    ({"eps": torch.tensor([0.1, -0.1])}, "eps must be non-negative"),
+    ({"eps": torch.ones(3)}, "one value per sample"),
+    ({"steps": 0}, "steps must be an integer >= 1"),
+    ({"steps": 2.5}, "steps must be an integer"),
+    ({"norm": "l1"}, "norm must be 'linf' or 'l2'"),
+    ({"loss": "hinge"}, "loss must be one of"),
+    ({"x": X * 2}, r"x must hold pixels in \[0, 1\]"),
+    ({"x": X - 0.5}, r"x must hold pixels in \[0, 1\]"),
+    ({"x": (X * 255).to(torch.uint8)}, "x must be a float tensor"),
+    ({"y": torch.tensor([0, 1, 2])}, "different batch sizes"),
+    ({"y": torch.tensor([0.0, 1.0])}, "y must be a 1-d integer tensor"),
+    ({"model_mode": "test"}, "model_mode must be"),
+    ({"loss": "dlr", "targeted": True}, "targeted attacks support loss='ce' only"),
+]
+
+
+@pytest.mark.parametrize("attack", ["pgd", "apgd"])
+@pytest.mark.parametrize(("change", "match"), CASES)
+def test_bad_argument_is_named(model, attack, change, match):
+    args = {"x": X, "y": Y, "eps": 4 / 255, "steps": 2, "norm": "linf", "loss": "ce"}
+    args.update(change)
+    fn = {"pgd": pgd, "apgd": apgd}[attack]
+    with pytest.raises(ValueError, match=match):
+        fn(model, **args)
+
+
+def test_fgsm_checks_too(model):
+    with pytest.raises(ValueError, match="eps must be a non-negative"):
+        fgsm(model, X, Y, -1.0)
+
+
+def test_apgd_specific_arguments(model):
+    with pytest.raises(ValueError, match="restarts must be >= 1"):
+        apgd(model, X, Y, 0.1, restarts=0)
+    with pytest.raises(ValueError, match="rho must be in"):
+        apgd(model, X, Y, 0.1, rho=1.5)
