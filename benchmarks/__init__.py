@@ -1,0 +1,1 @@
+"""Kernel and throughput benchmarks; see README.md. Not installed: run from the repository."""
