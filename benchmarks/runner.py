@@ -71,6 +71,21 @@ def bench(
     return quantiles_ms(times)
 
 
+def bench_graph(
+    fn: Callable[[], Any], device: torch.device, *, rep_ms: float = 100
+) -> Timing | None:
+    """Time ``fn`` replayed from a CUDA graph: the kernels alone, without the Python that
+    launches them, which is what an attack captured whole pays. None off CUDA."""
+    if device.type != "cuda":
+        return None
+    from triton.testing import do_bench_cudagraph
+
+    fn()
+    torch.cuda.synchronize()
+    med, p20, p80 = do_bench_cudagraph(fn, rep=rep_ms, quantiles=list(QUANTILES))
+    return Timing(med, p20, p80)
+
+
 def gbps(nbytes: int, ms: float) -> float:
     """Bandwidth in GB/s (10^9 bytes) of ``nbytes`` moved in ``ms`` milliseconds."""
     return nbytes / (ms * 1e-3) / 1e9

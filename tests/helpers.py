@@ -102,3 +102,19 @@ def near_l2_ball(x: Tensor, eps: Tensor) -> Tensor:
     u = u / u.flatten(1).norm(dim=1).view(-1, *ones)
     radius = torch.tensor([1.0, 0.5, 3.0], device=x.device)[torch.arange(n, device=x.device) % 3]
     return torch.empty_like(x).copy_(x.float() + (eps * radius).view(-1, *ones) * u)
+
+
+def assert_same_trajectory(a: Tensor, b: Tensor, norm: str, what: str = "attack") -> None:
+    """Two runs of an attack, on the fused kernels and on the references, from the same start.
+
+    l_inf kernels do the references' arithmetic, so the runs agree to rounding. l_2 kernels
+    sum norms in another order; a last-bit difference can flip one of APGD's per-sample
+    decisions, after which that sample takes another path: there, nearly all samples must
+    agree (seen on an H100: 1 sample in 256 diverged).
+    """
+    if norm == "linf":
+        assert_close(a, b, atol=1e-5, what=what)
+        return
+    worst = (a.double() - b.double()).flatten(1).abs().amax(1)
+    agree = (worst <= 1e-4).double().mean().item()
+    assert agree >= 0.95, f"{what}: {agree:.1%} of samples agree within 1e-4, want >= 95%"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from fastrft.kernels._utils import Backend
+from fastrft.kernels._utils import Backend, per_sample
 from fastrft.kernels.l2_step import l2_step
 from fastrft.kernels.linf_step import linf_step
 from fastrft.kernels.random_start import random_start as random_start_in_ball
@@ -72,9 +72,10 @@ def pgd(
         model_mode=model_mode,
         validate_values=validate,
     )
-    if alpha is None:
-        alpha = 2.5 * eps / steps
     x = detached_input(x)
+    # per-sample vectors built once, not at every step
+    eps = per_sample(eps, x.shape[0], x.device)
+    alpha = 2.5 * eps / steps if alpha is None else per_sample(alpha, x.shape[0], x.device)
     loss_fn = attack_loss(loss, targeted)
     step = STEPS[norm]
     with attack_mode(model, model_mode, freeze_params):

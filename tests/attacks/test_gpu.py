@@ -6,7 +6,7 @@ import torch
 
 from fastrft.attacks import apgd, pgd
 from fastrft.toy import TinyCNN, accuracy, toy_images, train_toy
-from tests.helpers import assert_close
+from tests.helpers import assert_same_trajectory
 
 pytestmark = pytest.mark.gpu
 
@@ -27,7 +27,7 @@ def test_kernels_follow_the_reference_trajectory(cuda_trained, attack, norm):
     fn = {"pgd": pgd, "apgd": apgd}[attack]
     fused = fn(model, x, y, eps, steps=5, norm=norm, random_start=False, backend="auto")
     ref = fn(model, x, y, eps, steps=5, norm=norm, random_start=False, backend="torch")
-    assert_close(fused, ref, atol=1e-5, what=f"{attack} {norm} on CUDA")
+    assert_same_trajectory(fused, ref, norm, what=f"{attack} {norm} on CUDA")
 
 
 def test_bf16_channels_last_model(cuda_trained):

@@ -31,7 +31,7 @@ def _ks(u: Tensor) -> float:
     """Kolmogorov-Smirnov distance between the values u (their CDF under the null) and U[0, 1]."""
     s = u.double().flatten().sort().values
     n = s.numel()
-    i = torch.arange(1, n + 1, dtype=torch.float64)
+    i = torch.arange(1, n + 1, dtype=torch.float64, device=s.device)
     return max((i / n - s).max().item(), (s - (i - 1) / n).max().item())
 
 
@@ -208,8 +208,9 @@ def test_compiled_equals_eager(device):
         ({"backend": "cuda"}, "backend must be one of"),
     ],
 )
-def test_bad_input_is_named(kwargs, match):
+def test_bad_input_is_named(kwargs, match, device):
     args = {"x": torch.rand(2, 3, 4, 4), "eps": 0.1, "norm": "linf", "backend": "triton"}
     args.update(kwargs)
+    args = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in args.items()}
     with pytest.raises(ValueError, match=match):
         random_start(**args)
