@@ -122,7 +122,9 @@ if triton is not None:
         eps = tl.load(eps_ptr + sample)
         scale = tl.minimum(eps, w_norm) / (w_norm + 1e-12)
 
-        offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        # last-first, as in l2_step's apply pass: begin on what the partials pass left in L2
+        # (the partials pass runs first-first, after l2_step's apply pass ended on block 0)
+        offs = (num_blocks - 1 - tl.program_id(1)) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < per_sample_numel
         idx = sample * per_sample_numel + offs
         xk_raw = tl.load(xadv_ptr + idx, mask=mask)

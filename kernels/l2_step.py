@@ -101,7 +101,9 @@ if triton is not None:
         d_norm = tl.sqrt(tl.maximum(dd + 2.0 * s * dg + step * step, 0.0))
         scale = tl.minimum(eps, d_norm) / (d_norm + 1e-12)
 
-        offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        # blocks run last-first: programs start in launch order, so the apply pass begins on
+        # the blocks the reduction pass read last, while they are still in L2
+        offs = (num_blocks - 1 - tl.program_id(1)) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < per_sample_numel
         idx = sample * per_sample_numel + offs
         xa = tl.load(xadv_ptr + idx, mask=mask).to(tl.float32)
