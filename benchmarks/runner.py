@@ -159,7 +159,8 @@ def environment(device: torch.device) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu_threads": torch.get_num_threads(),
         "triton_interpret": os.environ.get("TRITON_INTERPRET", "0") == "1",
-        "git_commit": _git("rev-parse", "HEAD"),
+        # a copy of the tree without .git (the lent GPU machine's) passes it as GIT_COMMIT
+        "git_commit": _git("rev-parse", "HEAD") or os.environ.get("GIT_COMMIT"),
         "git_dirty": None if status is None else bool(status),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
