@@ -36,7 +36,7 @@ def check_inputs(
     eps: float | Tensor,
     *,
     steps: int = 1,
-    loss: str = "ce",
+    loss: str | LossFn = "ce",
     targeted: bool = False,
     model_mode: str = "eval",
     validate_values: bool = True,
@@ -54,7 +54,10 @@ def check_inputs(
         )
     if x.dim() < 2:
         raise ValueError(f"x must be batched (N, C, H, W), got shape {tuple(x.shape)}")
-    if not isinstance(y, Tensor) or y.dim() != 1 or y.dtype not in (torch.int64, torch.int32):
+    labels = not callable(loss)  # a loss function of one's own may take any per-sample target
+    if not isinstance(y, Tensor) or y.dim() == 0:
+        raise ValueError("y must be a tensor with one row per sample")
+    if labels and (y.dim() != 1 or y.dtype not in (torch.int64, torch.int32)):
         raise ValueError(
             "y must be a 1-d integer tensor of class labels, got "
             f"{getattr(y, 'dtype', type(y).__name__)} of shape "
@@ -68,8 +71,11 @@ def check_inputs(
         raise ValueError(f"y is on {y.device} but x is on {x.device}; move both to one device")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
+    if labels and loss not in LOSSES:
+        raise ValueError(
+            f"loss must be one of {sorted(LOSSES)} or a function (logits, y) -> per-sample "
+            f"losses, got {loss!r}"
+        )
     if targeted and loss != "ce":
         raise ValueError(f"targeted attacks support loss='ce' only, got loss={loss!r}")
     if model_mode not in ("eval", "train", "keep"):

@@ -30,10 +30,11 @@ def dlr(logits: Tensor, y: Tensor) -> Tensor:
 LOSSES: dict[str, LossFn] = {"ce": cross_entropy, "dlr": dlr}
 
 
-def attack_loss(name: str, targeted: bool) -> LossFn:
-    """The per-sample objective an attack maximises. Targeted attacks descend the loss
+def attack_loss(name: str | LossFn, targeted: bool) -> LossFn:
+    """The per-sample objective an attack maximises: a name from LOSSES or a function
+    (logits, y) -> per-sample losses. Targeted attacks descend the loss
     towards the labels they are given, so they maximise its negation."""
-    fn = LOSSES[name]
+    fn = name if callable(name) else LOSSES[name]
     if not targeted:
         return fn
     return lambda logits, y: -fn(logits, y)

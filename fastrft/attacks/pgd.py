@@ -18,7 +18,7 @@ from .core import (
     detached_input,
     loss_and_grad,
 )
-from .losses import attack_loss
+from .losses import LossFn, attack_loss
 
 STEPS = {"linf": linf_step, "l2": l2_step}
 
@@ -32,7 +32,7 @@ def pgd(
     steps: int = 10,
     norm: str = "linf",
     random_start: bool = True,
-    loss: str = "ce",
+    loss: str | LossFn = "ce",
     targeted: bool = False,
     *,
     model_mode: ModelMode = "eval",
@@ -51,7 +51,9 @@ def pgd(
         steps: number of gradient steps.
         norm: "linf" (sign steps) or "l2" (normalised gradient steps).
         random_start: start from a uniform point of the ball rather than from x.
-        loss: "ce" or "dlr", ascended (descended towards y when ``targeted``).
+        loss: "ce", "dlr", or a function (logits, y) -> per-sample losses (y may then be any
+            per-sample target, e.g. TRADES' clean probabilities); ascended (descended towards
+            y when ``targeted``).
         model_mode: run the model in "eval" mode (default), "train" mode, or "keep" it.
         freeze_params: turn parameters' requires_grad off while crafting (no weight gradients).
         backend: "auto" (fused Triton kernels on CUDA), "triton" or "torch" (references).

@@ -7,20 +7,8 @@ import torch
 import torchvision
 
 from fastrft.attacks import apgd, fgsm, pgd
+from fastrft.models import Normalized
 from tests.helpers import assert_close
-
-
-class Normalised(torch.nn.Module):
-    """Pixels in [0, 1] -> the backbone's normalisation -> logits (the model owns it)."""
-
-    def __init__(self, backbone, mean, std):
-        super().__init__()
-        self.backbone = backbone
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
-
-    def forward(self, x):
-        return self.backbone((x - self.mean) / self.std)
 
 
 def _timm(name, size):
@@ -30,7 +18,7 @@ def _timm(name, size):
         else timm.create_model(name, pretrained=False, num_classes=5)
     )
     cfg = net.pretrained_cfg
-    return Normalised(net, cfg["mean"], cfg["std"]).eval()
+    return Normalized(net, cfg["mean"], cfg["std"]).eval()
 
 
 @pytest.mark.parametrize(
@@ -52,7 +40,7 @@ def test_timm_models(name, size, attack):
 
 def test_torchvision_model_batch_of_one_odd_size():
     net = torchvision.models.resnet18(num_classes=4).eval()
-    model = Normalised(net, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    model = Normalized(net, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     x, y = torch.rand(1, 3, 37, 29), torch.tensor([3])
     x_adv = apgd(model, x, y, 4 / 255, steps=3)
     assert x_adv.shape == (1, 3, 37, 29) and (x_adv - x).abs().max() <= 4 / 255 + 1e-6

@@ -51,3 +51,17 @@ def test_apgd_specific_arguments(model):
         apgd(model, X, Y, 0.1, restarts=0)
     with pytest.raises(ValueError, match="rho must be in"):
         apgd(model, X, Y, 0.1, rho=1.5)
+
+
+def test_custom_loss_takes_any_per_sample_target(model):
+    """A loss function of one's own (TRADES' KL to the clean prediction) gets soft targets."""
+    probs = torch.softmax(model(X), 1).detach()
+
+    def kl(logits, target):
+        return (target * (target.log() - torch.log_softmax(logits, 1))).sum(1)
+
+    x_adv = pgd(model, X, probs, 8 / 255, steps=3, loss=kl)
+    assert (x_adv - X).abs().max() <= 8 / 255 + 1e-6
+    assert kl(model(x_adv), probs).sum() > kl(model(X), probs).sum()
+    with pytest.raises(ValueError, match="y must be a tensor with one row per sample"):
+        pgd(model, X, torch.tensor(1.0), 8 / 255, loss=kl)
