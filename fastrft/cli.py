@@ -1,0 +1,175 @@
+"""The `fastrft` command: train, eval, demo.
+
+fastrft train CONFIG [CONFIG ...] [key=value ...]
+fastrft eval RUN_DIR_OR_CHECKPOINT [--eps-max 8/255] [--attack apgd|pgd|autoattack]
+fastrft demo
+fastrft train --help-config      every config key, its default and what it does
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+
+
+def _fraction(text: str) -> float:
+    from fastrft.config import FRACTION
+
+    match = FRACTION.match(text)
+    try:
+        return float(match.group(1)) / float(match.group(2)) if match else float(text)
+    except (ValueError, ZeroDivisionError) as err:
+        raise argparse.ArgumentTypeError(
+            f"expected a number or a fraction such as 8/255, got {text!r}"
+        ) from err
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fastrft",
+        description="Fast robust fine-tuning of "
+        "pretrained image classifiers, with Epsilon-Scheduling.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser(
+        "train",
+        help="fine-tune a model (resumes an existing run directory)",
+        description="Train from YAML configs merged in order, then key=value "
+        "overrides (dotted keys, e.g. attack.eps=8/255 schedule.name=fix). "
+        "Rerunning the same command on the same out_dir resumes from its last "
+        "good checkpoint. Under torchrun it trains with DDP. See --help-config.",
+    )
+    t.add_argument(
+        "items",
+        nargs="*",
+        metavar="CONFIG|key=value",
+        help="YAML config files and key=value overrides",
+    )
+    t.add_argument(
+        "--help-config",
+        action="store_true",
+        help="list every config key with its default and meaning, then exit",
+    )
+    t.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config and exit without training",
+    )
+    t.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+
+    e = sub.add_parser(
+        "eval",
+        help="evaluate a saved model: clean, robust, E.adv",
+        description="Accuracy under attack on the run's validation split over "
+        "budgets 0, step, ..., eps-max (one batched attack), and expected "
+        "robustness up to the run's eps (or --eps-max).",
+    )
+    e.add_argument("checkpoint", help="a run directory or a checkpoint file (.pt)")
+    e.add_argument(
+        "--eps-max",
+        type=_fraction,
+        default=None,
+        help="largest budget of the curve (default: the run's attack.eps)",
+    )
+    e.add_argument(
+        "--grid-step",
+        type=_fraction,
+        default=1 / 255,
+        help="spacing of the budgets (default 1/255)",
+    )
+    e.add_argument(
+        "--attack",
+        choices=("apgd", "pgd", "autoattack"),
+        default="apgd",
+        help="apgd (APGD-CE, default), pgd, or autoattack (needs pyautoattack)",
+    )
+    e.add_argument("--steps", type=int, default=10, help="attack steps (default 10)")
+    e.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where to write eval.json (default: beside the checkpoint)",
+    )
+    e.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="config overrides for evaluation, e.g. data.root=PATH device=cpu",
+    )
+
+    sub.add_parser("demo", help="the offline demo (a short attack example for now)", add_help=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["demo"]:
+        from fastrft.demo import main as demo
+
+        return demo(argv[1:])
+    args = _parser().parse_args(argv)
+    from fastrft.config import ConfigError
+    from fastrft.engine import TrainingDiverged
+
+    try:
+        {"train": _train, "eval": _eval}[args.command](args)
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        print(f"fastrft {args.command}: error: {err}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    except TrainingDiverged as err:
+        print(f"fastrft train: stopped: {err}", file=sys.stderr)
+        sys.exit(EXIT_DIVERGED)
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: rerun the same command to resume from the last checkpoint",
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from fastrft.config import config_help, load_config, to_yaml
+
+    if args.help_config:
+        for key, default, doc in config_help():
+            print(f"{key:<26} {default:<16} {doc}")
+        return
+    files = [i for i in args.items if "=" not in i]
+    overrides = [i for i in args.items if "=" in i]
+    cfg = load_config(files, overrides)
+    if args.print_config:
+        print(to_yaml(cfg), end="")
+        return
+    from fastrft.engine import Trainer
+
+    Trainer(cfg, progress=not args.no_progress).fit()
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from fastrft.evaluate import evaluate_checkpoint
+
+    path = Path(args.checkpoint)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.pt"
+    results = evaluate_checkpoint(
+        path,
+        eps_max=args.eps_max,
+        grid_step=args.grid_step,
+        attack=args.attack,
+        steps=args.steps,
+        overrides=args.overrides,
+    )
+    out = args.out or path.parent.parent / "eval.json"
+    out.write_text(json.dumps(results, indent=1))
+    grid, curve = results["eps_grid"], results["accuracy_curve"]
+    for eps, acc in zip(grid, curve, strict=True):
+        print(f"eps {eps * 255:6.2f}/255  accuracy {acc:.2%}")
+    print(
+        f"clean {results['clean_acc']:.2%}  adv {results['adv_acc']:.2%}  "
+        f"E.adv {results['expected_robustness']:.2%}  -> {out}"
+    )

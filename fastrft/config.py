@@ -1,0 +1,430 @@
+"""Run configuration: one typed dataclass tree, read from YAML, overridden from the command line.
+
+    cfg = load_config(["configs/paper/base.yaml", "configs/paper/datasets/cars.yaml"],
+                      ["attack.eps=8/255", "schedule.name=fix"])
+
+Files are read with yaml.safe_load and merged in order over the defaults, then ``key=value``
+overrides (dotted keys) through OmegaConf's dotlist merge. Budgets may be written as fractions
+("4/255"). Every error is one line that names the key and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import re
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A bad configuration value or key; the message names the key and the fix."""
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+@dataclass
+class ModelConfig:
+    name: str = "tiny_cnn"
+    """A fastrft registry name (tiny_cnn) or any timm model name."""
+    pretrained: bool = False
+    """Ask timm for pretrained weights (needs its hub; offline, use `weights`)."""
+    weights: str | None = None
+    """A local weights file (.safetensors or a torch state dict) to start from."""
+
+
+@dataclass
+class DataConfig:
+    source: str = "toy"
+    """Where images come from: toy (generated, offline), npz, imagefolder."""
+    root: str | None = None
+    """Path of the dataset (an .npz file or an ImageFolder tree with train/ and val/)."""
+    img_size: int = 16
+    """Side of the square images the model sees."""
+    batch_size: int = 64
+    """Images per training step (per process under DDP)."""
+    eval_batch_size: int = 256
+    """Images per evaluation batch."""
+    toy_samples: int = 2048
+    """Training images of the toy source (a quarter as many for validation)."""
+    toy_classes: int = 10
+    """Classes of the toy source."""
+    val_fraction: float = 0.2
+    """Share of a source without its own split held out for validation (seeded)."""
+    hflip: bool = True
+    """Random horizontal flips (p = 0.5) during training."""
+    jitter: float = 0.25
+    """Colour jitter strength on brightness, contrast and saturation (0 turns it off)."""
+    rotation: float = 2.0
+    """Largest random rotation in degrees (0 turns it off)."""
+
+    def __post_init__(self) -> None:
+        _check(
+            self.source in ("toy", "npz", "imagefolder"),
+            "data.source",
+            f"must be toy, npz or imagefolder, got {self.source!r}",
+        )
+        if self.source != "toy":
+            _check(
+                self.root is not None,
+                "data.root",
+                f"is required for source {self.source!r}: set data.root=PATH",
+            )
+            _check(
+                Path(self.root).exists(),
+                "data.root",
+                f"{self.root!r} does not exist: point data.root at the dataset",
+            )
+        for key in ("img_size", "batch_size", "eval_batch_size", "toy_samples"):
+            _check(getattr(self, key) >= 1, f"data.{key}", "must be at least 1")
+        _check(self.toy_classes >= 2, "data.toy_classes", "must be at least 2")
+        _check(0 < self.val_fraction < 1, "data.val_fraction", "must be in (0, 1)")
+        _check(self.jitter >= 0 and self.rotation >= 0, "data.jitter/rotation", "must be >= 0")
+
+
+@dataclass
+class AttackConfig:
+    name: str = "apgd"
+    """Attack used in training: apgd (the paper's, APGD-CE), pgd or fgsm."""
+    eps: float = 4 / 255
+    """Target budget eps_g (l_inf: pixels in [0, 1]; '4/255' accepted)."""
+    steps: int = 7
+    """Attack steps in training (the paper: APGD-CE with 7)."""
+    alpha: float | None = None
+    """PGD step size; default 2.5 * eps / steps (FGSM: 1.25 * eps)."""
+    norm: str = "linf"
+    """Threat model: linf or l2."""
+
+    def __post_init__(self) -> None:
+        _check(
+            self.name in ("apgd", "pgd", "fgsm"),
+            "attack.name",
+            f"must be apgd, pgd or fgsm, got {self.name!r}",
+        )
+        _check(self.eps >= 0, "attack.eps", f"must be >= 0 (e.g. 4/255), got {self.eps}")
+        _check(self.steps >= 1, "attack.steps", f"must be at least 1, got {self.steps}")
+        _check(self.norm in ("linf", "l2"), "attack.norm", f"must be linf or l2, got {self.norm!r}")
+        _check(self.alpha is None or self.alpha > 0, "attack.alpha", "must be > 0 or unset")
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "hinge"
+    """Budget schedule: fix (RFT-fix), hinge (Epsilon-Scheduling), linear, step, cosine,
+    uniform, auto."""
+    # Any, not float: an int (an epoch) and a float (a fraction of the run) mean different things
+    t1: Any = None
+    """End of the eps = 0 phase: an int is an epoch, a float in [0, 1] a fraction of the run."""
+    t2: Any = None
+    """End of the ramp (same units as t1)."""
+    per_step: bool = False
+    """Interpolate the ramp within epochs, step by step."""
+
+    def __post_init__(self) -> None:
+        for key in ("t1", "t2"):
+            t = getattr(self, key)
+            _check(
+                t is None or (isinstance(t, (int, float)) and not isinstance(t, bool)),
+                f"schedule.{key}",
+                f"must be an epoch (int) or a fraction (float), got {t!r}",
+            )
+
+
+@dataclass
+class ObjectiveConfig:
+    name: str = "madry"
+    """Training loss: standard (no attack), madry (CE on adversarial examples), trades."""
+    beta: float = 6.0
+    """TRADES' weight of the robustness (KL) term."""
+
+    def __post_init__(self) -> None:
+        _check(
+            self.name in ("standard", "madry", "trades"),
+            "objective.name",
+            f"must be standard, madry or trades, got {self.name!r}",
+        )
+        _check(self.beta >= 0, "objective.beta", "must be >= 0")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    """Peak learning rate of the backbone (AdamW)."""
+    head_lr: float | None = None
+    """Peak learning rate of the new head; default: lr."""
+    weight_decay: float = 0.05
+    """Decoupled weight decay of the backbone (none on biases and norms)."""
+    head_weight_decay: float | None = None
+    """Weight decay of the head; default: weight_decay."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW betas (the authors' code: 0.9, 0.95)."""
+    warmup_epochs: float = 1.0
+    """Linear learning-rate warm-up, in epochs."""
+    min_lr_ratio: float = 0.0
+    """Final learning rate of the cosine decay, as a fraction of the peak."""
+    accumulate: int = 1
+    """Micro-batches per optimizer step (effective batch = data.batch_size * accumulate)."""
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, "optim.lr", f"must be > 0, got {self.lr}")
+        _check(self.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
+        _check(self.warmup_epochs >= 0, "optim.warmup_epochs", "must be >= 0")
+        _check(0 <= self.min_lr_ratio <= 1, "optim.min_lr_ratio", "must be in [0, 1]")
+        _check(self.accumulate >= 1, "optim.accumulate", "must be at least 1")
+
+
+@dataclass
+class SpeedConfig:
+    """Each lever: true, false or "auto" (on where it helps: a CUDA device)."""
+
+    amp: str = "auto"
+    """Autocast dtype: bf16, fp16, none, or auto (bf16 on CUDA, none on the CPU)."""
+    channels_last: str = "auto"
+    """channels_last memory layout for model and inputs."""
+    compile: str = "auto"
+    """torch.compile the model (not the attack loop)."""
+    cuda_graphs: str = "auto"
+    """Capture the whole attack in a CUDA graph (CUDA only)."""
+
+    def __post_init__(self) -> None:
+        _check(
+            self.amp in ("auto", "bf16", "fp16", "none"),
+            "speed.amp",
+            f"must be auto, bf16, fp16 or none, got {self.amp!r}",
+        )
+        for key in ("channels_last", "compile", "cuda_graphs"):
+            value = str(getattr(self, key)).lower()
+            _check(
+                value in ("auto", "true", "false"),
+                f"speed.{key}",
+                f"must be true, false or auto, got {value!r}",
+            )
+            setattr(self, key, value)
+
+
+@dataclass
+class EvalConfig:
+    attack: str = "apgd"
+    """Evaluation attack: apgd (APGD-CE, the paper's) or pgd."""
+    steps: int = 10
+    """Evaluation attack steps (the paper: 10)."""
+    eps_max: float | None = None
+    """Largest budget of the accuracy-vs-eps curve; default: attack.eps."""
+    grid_step: float = 1 / 255
+    """Spacing of the curve's budgets (the paper: 1/255)."""
+    adv_samples: int = 512
+    """Validation images attacked each epoch (adversarial accuracy and loss); 0 skips."""
+
+    def __post_init__(self) -> None:
+        _check(self.attack in ("apgd", "pgd"), "eval.attack", "must be apgd or pgd")
+        _check(self.steps >= 1, "eval.steps", "must be at least 1")
+        _check(self.grid_step > 0, "eval.grid_step", "must be > 0")
+        _check(self.eps_max is None or self.eps_max >= 0, "eval.eps_max", "must be >= 0")
+        _check(self.adv_samples >= 0, "eval.adv_samples", "must be >= 0")
+
+
+@dataclass
+class RunConfig:
+    epochs: int = 10
+    """Training epochs (the paper: 50)."""
+    seed: int = 0
+    """Seed of data order, initialisation, augmentation and attacks."""
+    out_dir: str = "runs/default"
+    """Run directory: config, checkpoints, logs and results. An existing run resumes."""
+    device: str = "auto"
+    """cuda, cpu, or auto (cuda when available)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "epochs", f"must be at least 1, got {self.epochs}")
+        _check(
+            self.device in ("auto", "cuda", "cpu") or self.device.startswith("cuda:"),
+            "device",
+            f"must be auto, cuda, cuda:N or cpu, got {self.device!r}",
+        )
+        _check(
+            self.objective.name != "trades" or self.attack.name == "pgd",
+            "attack.name",
+            "objective trades attacks its KL loss with PGD (APGD tracks label success): "
+            "set attack.name=pgd",
+        )
+        bounds = []
+        for key in ("t1", "t2"):
+            t = getattr(self.schedule, key)
+            if t is None:
+                continue
+            limit = 1.0 if isinstance(t, float) else self.epochs
+            what = "a fraction of the run" if isinstance(t, float) else "an epoch"
+            _check(
+                0 <= t <= limit, f"schedule.{key}", f"as {what} must lie in [0, {limit}], got {t!r}"
+            )
+            bounds.append(t / limit)
+        _check(
+            len(bounds) < 2 or bounds[0] <= bounds[1],
+            "schedule.t1",
+            f"must not come after schedule.t2 ({self.schedule.t1} > {self.schedule.t2})",
+        )
+
+
+FRACTION = re.compile(r"^\s*(-?\d+(?:\.\d*)?)\s*/\s*(\d+(?:\.\d*)?)\s*$")
+
+
+def _float_fields(cls: type) -> dict[str, Any]:
+    """{field: float marker or nested dataclass} for the float-typed fields of a config class."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for f in fields(cls):
+        hint = hints[f.name]
+        if is_dataclass(hint):
+            out[f.name] = hint
+        elif float in typing.get_args(hint) or hint is float:
+            out[f.name] = float
+    return out
+
+
+def _parse_fractions(raw: dict[str, Any], cls: type = RunConfig, prefix: str = "") -> None:
+    """Turn '4/255' into 4/255 in the float fields of ``raw``, in place."""
+    for name, kind in _float_fields(cls).items():
+        if name not in raw:
+            continue
+        value = raw[name]
+        if is_dataclass(kind) and isinstance(value, dict):
+            _parse_fractions(value, kind, f"{prefix}{name}.")
+        elif kind is float and isinstance(value, str):
+            match = FRACTION.match(value)
+            _check(
+                match is not None,
+                f"{prefix}{name}",
+                f"expected a number or a fraction such as 4/255, got {value!r}",
+            )
+            num, den = float(match.group(1)), float(match.group(2))
+            _check(den != 0, f"{prefix}{name}", "division by zero")
+            raw[name] = num / den
+
+
+def _known_keys(cls: type, prefix: str = "") -> list[str]:
+    keys = []
+    for f in fields(cls):
+        hint = typing.get_type_hints(cls)[f.name]
+        keys += _known_keys(hint, f"{prefix}{f.name}.") if is_dataclass(hint) else []
+        keys.append(prefix + f.name)
+    return keys
+
+
+def _merge_error(err: OmegaConfBaseException, source: str) -> ConfigError:
+    key = getattr(err, "full_key", None) or "?"
+    msg = str(err).splitlines()[0]
+    if "not in" in msg or "Key '" in msg:
+        close = difflib.get_close_matches(key, _known_keys(RunConfig), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else "; see `fastrft train --help-config`"
+        return ConfigError(f"{key}: unknown key in {source}{hint}")
+    return ConfigError(f"{key}: bad value in {source}: {msg}")
+
+
+def _read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} not found")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {err}") from err
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"config file {str(p)!r} must hold a mapping of keys, got {type(raw).__name__}"
+        )
+    return raw
+
+
+def load_config(
+    paths: Sequence[str | Path] = (),
+    overrides: Sequence[str] = (),
+    base: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Defaults, then ``base`` (a saved run's config), then each YAML file in order, then
+    dotted ``key=value`` overrides."""
+    merged = OmegaConf.structured(RunConfig)
+    layers = [("the saved config", base)] if base is not None else []
+    layers += [(str(p), _read_yaml(p)) for p in paths]
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. attack.eps=8/255)")
+    if overrides:
+        try:
+            dot = OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"bad override: {str(err).splitlines()[0]}") from err
+        layers.append(("the command line", dot))
+    for source, raw in layers:
+        _parse_fractions(raw)
+        try:
+            merged = OmegaConf.merge(merged, raw)
+        except OmegaConfBaseException as err:
+            raise _merge_error(err, source) from err
+    try:
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        raise _merge_error(err, "the config") from err
+
+
+def to_yaml(cfg: RunConfig) -> str:
+    """The resolved config as YAML (saved beside every run, and readable by load_config)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(to_yaml(cfg))
+
+
+def config_help() -> list[tuple[str, str, str]]:
+    """(dotted key, default, description) for every key, from the field docstrings."""
+    import ast
+    import inspect
+
+    docs: dict[str, dict[str, str]] = {}
+    for node in ast.parse(inspect.getsource(inspect.getmodule(RunConfig))).body:
+        if isinstance(node, ast.ClassDef):
+            body, found = node.body, {}
+            for a, b in itertools.pairwise(body):
+                if (
+                    isinstance(a, ast.AnnAssign)
+                    and isinstance(b, ast.Expr)
+                    and isinstance(b.value, ast.Constant)
+                    and isinstance(b.value.value, str)
+                ):
+                    found[a.target.id] = " ".join(b.value.value.split())
+            docs[node.name] = found
+
+    rows: list[tuple[str, str, str]] = []
+
+    def walk(obj: Any, prefix: str) -> None:
+        for f in fields(obj):
+            value = getattr(obj, f.name)
+            if is_dataclass(value):
+                walk(value, f"{prefix}{f.name}.")
+            else:
+                rows.append(
+                    (prefix + f.name, repr(value), docs.get(type(obj).__name__, {}).get(f.name, ""))
+                )
+
+    walk(RunConfig(), "")
+    return rows

@@ -1,0 +1,81 @@
+"""The in-memory loader: the whole uint8 dataset on the device, batches cut by index.
+
+For small sets (and machines without FFCV): no worker processes, no host-to-device copies in
+the loop. Training batches are shuffled per epoch from (seed, epoch), have a static shape
+(drop_last, so CUDA graphs can replay) and are sharded across DDP ranks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import Tensor
+
+
+class InMemoryLoader:
+    """Yields (x, y): x float pixels in [0, 1] (N, C, H, W), y int64 labels, on ``device``."""
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        batch_size: int,
+        *,
+        train: bool,
+        device: torch.device,
+        seed: int = 0,
+        augment: Callable[[Tensor], Tensor] | None = None,
+        channels_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(
+                f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
+            )
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images = images.to(device)
+        self.labels = labels.to(device=device, dtype=torch.int64)
+        self.batch_size, self.train, self.device = batch_size, train, device
+        self.seed, self.augment, self.channels_last = seed, augment, channels_last
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        if train and len(self._indices()) < batch_size:
+            raise ValueError(
+                f"{len(self._indices())} training images per process are fewer "
+                f"than one batch of {batch_size}: lower data.batch_size"
+            )
+
+    def set_epoch(self, epoch: int) -> None:
+        """The shuffle of each epoch is a function of (seed, epoch): resuming reproduces it."""
+        self.epoch = epoch
+
+    def _indices(self) -> Tensor:
+        n = len(self.labels)
+        if self.train:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(n, generator=g)
+        else:
+            order = torch.arange(n)
+        return order[self.rank :: self.world_size]
+
+    def __len__(self) -> int:
+        n = len(self._indices())
+        return n // self.batch_size if self.train else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        order = self._indices().to(self.device)
+        for b in range(len(self)):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            x = self.images[idx].float().div_(255)
+            if self.augment is not None:
+                x = self.augment(x)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, self.labels[idx]
+
+    @property
+    def num_samples(self) -> int:
+        return len(self._indices())

@@ -1,0 +1,107 @@
+"""Checkpoints that survive a crash: written atomically, loaded with weights_only.
+
+Each save writes a temporary file beside the target, fsyncs it, moves the previous
+checkpoint to ``prev.pt`` and renames the new one over ``last.pt``. A crash at any point
+leaves at least one complete checkpoint; loading falls back to ``prev.pt`` if ``last.pt`` is
+missing or unreadable. Everything saved is tensors and plain Python values, so
+``torch.load(weights_only=True)`` reads it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def rng_state() -> dict[str, Any]:
+    """Every generator a run draws from: torch (CPU and CUDA), numpy and Python's."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(_as_tuples(state["python"]))
+
+
+def _as_tuples(v: Any) -> Any:
+    return tuple(_as_tuples(i) for i in v) if isinstance(v, (list, tuple)) else v
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # some filesystems refuse to open directories; the rename still holds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_atomic(obj: Any, path: str | Path) -> None:
+    """torch.save to a temporary file, fsync, rename over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+class Checkpointer:
+    """``last.pt`` and ``prev.pt`` in a run's checkpoint folder."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.last, self.prev = self.folder / "last.pt", self.folder / "prev.pt"
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.last.exists():
+            os.replace(self.last, self.prev)
+        save_atomic(state, self.last)
+
+    def load(self) -> dict[str, Any] | None:
+        """The newest readable checkpoint, or None if there is none."""
+        errors = []
+        for path in (self.last, self.prev):
+            if not path.exists():
+                continue
+            try:
+                return load_checkpoint(path)
+            except ValueError as err:
+                errors.append(str(err))
+        if errors:
+            raise ValueError("no readable checkpoint: " + "; ".join(errors))
+        return None
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint file, read with weights_only=True; a clear error naming a bad file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds for a truncated or foreign file
+        raise ValueError(f"checkpoint {str(path)!r} is unreadable: {err}") from err
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"{str(path)!r} is not a fastrft checkpoint (no 'model' entry)")
+    return state

@@ -1,0 +1,376 @@
+"""The trainer: wires data, model, optimizer, schedule, objective, attacker, checkpoints and
+logs, and runs the epochs. Each epoch: eps from the schedule, the attack crafts x_adv, the
+objective gives the loss, the optimizer steps; then validation, logs, a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from fastrft.attacks import apgd, pgd
+from fastrft.config import ConfigError, RunConfig, save_config, to_yaml
+from fastrft.data import Augment, InMemoryLoader, load_dataset
+from fastrft.evaluate import accuracy_curve, delay_time, eps_grid, expected_robustness
+from fastrft.models import build_model
+from fastrft.objectives import make_objective
+from fastrft.optim import build_optimizer, cosine_with_warmup
+from fastrft.schedules import make_schedule
+
+from .attacker import Attacker
+from .checkpoint import Checkpointer, rng_state, set_rng_state
+from .distributed import Dist, all_reduce_sum, close_distributed, init_distributed
+from .log import MetricsLog, progress_bar
+from .speed import resolve_speed
+
+CHECK_EVERY = 20  # steps between host syncs (progress, the finite-loss check)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def pick_device(name: str, d: Dist) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device: CUDA was asked for but no GPU is visible; set device=cpu")
+    if name == "cuda" and d.enabled:
+        name = f"cuda:{d.local_rank}"
+    return torch.device(name)
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, console: Console | None = None, progress: bool = True):
+        self.cfg = cfg
+        self.dist = init_distributed(cfg.device)
+        self.device = pick_device(cfg.device, self.dist)
+        self.speed = resolve_speed(cfg.speed, self.device)
+        self.console = console or Console(stderr=True)
+        self.show_progress = progress and self.dist.main
+        self.run_dir = Path(cfg.out_dir)
+        torch.manual_seed(cfg.seed + self.dist.rank)
+
+        data = load_dataset(cfg.data, cfg.seed)
+        self.num_classes = data.num_classes
+        self.train_loader = InMemoryLoader(
+            data.train.images,
+            data.train.labels,
+            cfg.data.batch_size,
+            train=True,
+            device=self.device,
+            seed=cfg.seed,
+            augment=Augment(cfg.data.hflip, cfg.data.jitter, cfg.data.rotation),
+            channels_last=self.speed.channels_last,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+        )
+        self.val_loader = InMemoryLoader(
+            data.val.images,
+            data.val.labels,
+            cfg.data.eval_batch_size,
+            train=False,
+            device=self.device,
+            channels_last=self.speed.channels_last,
+        )
+
+        self.model = build_model(
+            cfg.model.name,
+            data.num_classes,
+            pretrained=cfg.model.pretrained,
+            weights=cfg.model.weights,
+            img_size=cfg.data.img_size,
+        )
+        self.model.to(self.device)
+        if self.speed.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        # the attack and evaluation use `net`; the weight update goes through DDP when enabled
+        self.net: nn.Module = torch.compile(self.model) if self.speed.compile else self.model
+        self.train_net: nn.Module = (
+            DistributedDataParallel(
+                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+            if self.dist.enabled
+            else self.net
+        )
+
+        o = cfg.optim
+        self.optimizer = build_optimizer(
+            self.model,
+            lr=o.lr,
+            head_lr=o.head_lr,
+            weight_decay=o.weight_decay,
+            head_weight_decay=o.head_weight_decay,
+            betas=o.betas,
+        )
+        updates = cfg.epochs * max(len(self.train_loader) // o.accumulate, 1)
+        self.lr_schedule = cosine_with_warmup(
+            self.optimizer,
+            total_steps=updates,
+            warmup_steps=min(updates, round(o.warmup_epochs * updates / cfg.epochs)),
+            min_lr_ratio=o.min_lr_ratio,
+        )
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.speed.amp == torch.float16
+        )
+        s = cfg.schedule
+        self.schedule = make_schedule(
+            s.name,
+            eps=cfg.attack.eps,
+            epochs=cfg.epochs,
+            t1=s.t1,
+            t2=s.t2,
+            per_step=s.per_step,
+            steps_per_epoch=len(self.train_loader) if s.per_step else None,
+            seed=cfg.seed,
+        )
+        self.objective = make_objective(cfg.objective.name, cfg.objective.beta)
+        self.attacker = Attacker(self.net, cfg.attack, self.objective, self.speed)
+        self.checkpointer = Checkpointer(self.run_dir / "checkpoints")
+        self.history: list[dict[str, Any]] = []
+        self.log = MetricsLog(self.run_dir) if self.dist.main else None
+
+    # -- the run -------------------------------------------------------------------------
+
+    def fit(self) -> dict[str, Any]:
+        """Train (resuming if the run directory holds a checkpoint), then evaluate."""
+        try:
+            start = self._resume()
+            for epoch in range(start, self.cfg.epochs):
+                record = self._train_epoch(epoch)
+                record.update(self._validate())
+                self.schedule.observe(epoch, record["val_clean_acc"])
+                self.history.append(record)
+                if self.log is not None:
+                    self.log.write(record)
+                self._save(epoch)
+                if self.dist.main:
+                    self.console.print(_summary(record))
+            return self._final_evaluation()
+        finally:
+            if self.log is not None:
+                self.log.close()
+            close_distributed(self.dist)
+
+    def _resume(self) -> int:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        saved = self.run_dir / "config.yaml"
+        if saved.exists() and saved.read_text() != to_yaml(self.cfg):
+            raise ConfigError(
+                f"out_dir: {self.run_dir} holds a run with another config; use a "
+                "new out_dir, or the same config (and overrides) to resume it"
+            )
+        state = self.checkpointer.load()
+        if state is None:
+            if self.dist.main:
+                save_config(self.cfg, saved)
+            return 0
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_schedule.load_state_dict(state["lr_schedule"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.schedule.load_state_dict(state["schedule"])
+        set_rng_state(state["rng"][min(self.dist.rank, len(state["rng"]) - 1)])
+        self.history = list(state["history"])
+        if self.log is not None:
+            self.log.truncate_after(state["epoch"])
+        if self.dist.main:
+            self.console.print(f"resuming {self.run_dir} after epoch {state['epoch']}")
+        return state["epoch"] + 1
+
+    def _save(self, epoch: int) -> None:
+        rngs = [rng_state()]
+        if self.dist.enabled:  # every rank's generators, so each resumes its own stream
+            rngs = [None] * self.dist.world_size
+            torch.distributed.all_gather_object(rngs, rng_state())
+        if not self.dist.main:
+            return
+        self.checkpointer.save(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "lr_schedule": self.lr_schedule.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "schedule": self.schedule.state_dict(),
+                "rng": rngs,
+                "epoch": epoch,
+                "history": self.history,
+                "config": to_yaml(self.cfg),
+                "num_classes": self.num_classes,
+            }
+        )
+
+    # -- one epoch -----------------------------------------------------------------------
+
+    def _eps(self, epoch: int, step: int) -> float:
+        return self.schedule(epoch, step) if self.cfg.schedule.per_step else self.schedule(epoch)
+
+    def _train_epoch(self, epoch: int) -> dict[str, Any]:
+        loader, acc_every = self.train_loader, self.cfg.optim.accumulate
+        loader.set_epoch(epoch)
+        self.train_net.train()
+        totals = torch.zeros(3, device=self.device)  # summed loss, correct, images
+        start, steps = time.perf_counter(), len(loader)
+        with progress_bar(self.console, self.show_progress) as bar:
+            task = bar.add_task(
+                "train", total=steps, epoch=epoch, eps="-", loss="-", acc="-", rate="-"
+            )
+            for step, (x, y) in enumerate(loader):
+                eps = self._eps(epoch, step)
+                update = (step + 1) % acc_every == 0 or step + 1 == steps
+                loss, logits = self._forward_backward(x, y, eps, sync=update)
+                if update:
+                    self._update()
+                totals += torch.stack(
+                    [
+                        loss.detach().float() * len(y),
+                        (logits.argmax(1) == y).sum().float(),
+                        torch.tensor(float(len(y)), device=self.device),
+                    ]
+                )
+                if step % CHECK_EVERY == 0 or step + 1 == steps:
+                    self._check_finite(totals[0], epoch, step, eps)
+                    rate = totals[2].item() / (time.perf_counter() - start)
+                    bar.update(
+                        task,
+                        completed=step + 1,
+                        eps=f"{eps * 255:.2f}/255",
+                        loss=f"{totals[0].item() / totals[2].item():.3f}",
+                        acc=f"{totals[1].item() / totals[2].item():.3f}",
+                        rate=f"{rate:.0f}",
+                    )
+        seconds = time.perf_counter() - start
+        all_reduce_sum(totals, self.dist)
+        n = totals[2].item()
+        return {
+            "epoch": epoch,
+            "eps": self._eps(epoch, 0),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": totals[0].item() / n,
+            "train_acc": totals[1].item() / n,
+            "images_per_s": n / seconds,
+            "epoch_s": seconds,
+        }
+
+    def _forward_backward(
+        self, x: Tensor, y: Tensor, eps: float, sync: bool
+    ) -> tuple[Tensor, Tensor]:
+        x_adv = None
+        if self.objective.attacks and eps > 0:
+            target = self.objective.attack_target(self.net, x, y)
+            x_adv = self.attacker(x, target, eps)
+        no_sync = self.dist.enabled and not sync
+        with self.train_net.no_sync() if no_sync else nullcontext():
+            with self.speed.autocast():
+                loss, logits = self.objective.loss(self.train_net, x, y, x_adv)
+            self.scaler.scale(loss / self.cfg.optim.accumulate).backward()
+        return loss, logits
+
+    def _update(self) -> None:
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.lr_schedule.step()
+
+    def _check_finite(self, loss_sum: Tensor, epoch: int, step: int, eps: float) -> None:
+        if math.isfinite(loss_sum.item()):
+            return
+        kept = f"epoch {self.history[-1]['epoch']}" if self.history else "none yet"
+        raise TrainingDiverged(
+            f"the training loss became non-finite at epoch {epoch}, step {step} "
+            f"(eps {eps * 255:.2f}/255). Last good checkpoint: {kept}, in "
+            f"{self.checkpointer.folder}. Lower optim.lr, or check the data."
+        )
+
+    # -- evaluation ----------------------------------------------------------------------
+
+    def _eval_attack(self, eps: float):
+        e = self.cfg.eval
+        fn = apgd if e.attack == "apgd" else pgd
+        return lambda x, y: fn(
+            self.net, x, y, eps, steps=e.steps, norm=self.cfg.attack.norm, validate=False
+        )
+
+    @torch.no_grad()
+    def _loss_acc(self, attack=None, limit: int | None = None) -> tuple[float, float]:
+        was_training = self.net.training
+        self.net.eval()
+        loss = correct = seen = 0.0
+        for x, y in self.val_loader:
+            if limit is not None and seen >= limit:
+                break
+            if attack is not None:
+                with torch.enable_grad(), self.speed.autocast():
+                    x = attack(x, y)
+            with self.speed.autocast():
+                logits = self.net(x).float()
+            loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            seen += len(y)
+        self.net.train(was_training)
+        return loss / seen, correct / seen
+
+    def _validate(self) -> dict[str, float]:
+        out = {}
+        out["val_clean_loss"], out["val_clean_acc"] = self._loss_acc()
+        if self.cfg.eval.adv_samples > 0 and self.cfg.attack.eps > 0:
+            out["val_adv_loss"], out["val_adv_acc"] = self._loss_acc(
+                self._eval_attack(self.cfg.attack.eps), limit=self.cfg.eval.adv_samples
+            )
+        return out
+
+    def _final_evaluation(self) -> dict[str, Any]:
+        """The paper's numbers: clean, robust at eps_g, the accuracy-vs-eps curve, E.adv."""
+        cfg, eps_g = self.cfg, self.cfg.attack.eps
+        grid = eps_grid(cfg.eval.eps_max or eps_g, cfg.eval.grid_step) if eps_g > 0 else [0.0]
+        with self.speed.autocast():
+            curve = accuracy_curve(
+                self.net,
+                self.val_loader,
+                grid,
+                attack=cfg.eval.attack,
+                steps=cfg.eval.steps,
+                norm=cfg.attack.norm,
+            )
+        upto = [i for i, e in enumerate(grid) if e <= eps_g + 1e-12]
+        results = {
+            "clean_acc": curve[0],
+            "adv_acc": curve[upto[-1]],
+            "expected_robustness": expected_robustness(
+                [grid[i] for i in upto], [curve[i] for i in upto]
+            ),
+            "eps": eps_g,
+            "eps_grid": grid,
+            "accuracy_curve": curve,
+            "delay_time": delay_time([r["val_clean_acc"] for r in self.history]),
+            "epochs": cfg.epochs,
+            "schedule": self.schedule.describe(),
+            "speed": self.speed.describe(),
+        }
+        if self.dist.main:
+            (self.run_dir / "results.json").write_text(json.dumps(results, indent=1))
+            self.console.print(
+                f"clean {results['clean_acc']:.2%}  adv {results['adv_acc']:.2%}"
+                f"  E.adv {results['expected_robustness']:.2%}  -> "
+                f"{self.run_dir / 'results.json'}"
+            )
+        return results
+
+
+def _summary(r: dict[str, Any]) -> str:
+    adv = f" adv {r['val_adv_acc']:.3f}" if "val_adv_acc" in r else ""
+    return (
+        f"epoch {r['epoch']:>3}  eps {r['eps'] * 255:5.2f}/255  lr {r['lr']:.2e}  "
+        f"train loss {r['train_loss']:.3f} acc {r['train_acc']:.3f}  val clean "
+        f"{r['val_clean_acc']:.3f}{adv}  {r['images_per_s']:.0f} img/s"
+    )

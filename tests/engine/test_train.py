@@ -1,0 +1,221 @@
+"""`fastrft train` end to end on a tiny model and generated data: objectives, schedules,
+the compiled path, resume after SIGKILL, DDP with 2 gloo processes, bad configs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from fastrft.cli import main
+from fastrft.config import load_config
+from fastrft.engine import Trainer, TrainingDiverged
+from fastrft.engine.checkpoint import load_checkpoint
+
+TINY = [
+    "epochs=3",
+    "data.toy_samples=192",
+    "data.img_size=8",
+    "data.batch_size=32",
+    "data.eval_batch_size=64",
+    "attack.steps=2",
+    "eval.steps=2",
+    "eval.adv_samples=64",
+    "eval.eps_max=4/255",
+    "optim.lr=3e-3",
+    "device=cpu",
+    "speed.compile=false",
+]
+
+
+def _train(tmp_path, *extra, name="run"):
+    out = tmp_path / name
+    main(["train", "--no-progress", *TINY, f"out_dir={out}", *extra])
+    return out
+
+
+def _records(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("objective", ["standard", "madry", "trades"])
+def test_each_objective_trains_and_writes_every_file(tmp_path, objective):
+    extra = [f"objective.name={objective}"] + (["attack.name=pgd"] if objective == "trades" else [])
+    out = _train(tmp_path, *extra)
+    records = _records(out)
+    assert [r["epoch"] for r in records] == [0, 1, 2]
+    for key in (
+        "eps",
+        "lr",
+        "train_loss",
+        "train_acc",
+        "val_clean_acc",
+        "val_clean_loss",
+        "val_adv_acc",
+        "val_adv_loss",
+        "images_per_s",
+    ):
+        assert key in records[0], key
+    results = json.loads((out / "results.json").read_text())
+    assert results["eps_grid"] == pytest.approx([k / 255 for k in range(5)])
+    assert results["accuracy_curve"][0] == results["clean_acc"]
+    assert results["adv_acc"] <= results["expected_robustness"] <= results["clean_acc"]
+    assert (out / "config.yaml").exists() and (out / "checkpoints" / "last.pt").exists()
+    state = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert state["epoch"] == 2 and len(state["history"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        ("fix", [4, 4, 4]),
+        ("hinge", [0, 0, 4]),
+        ("step", [0, 4, 4]),
+        ("linear", [0, 2, 4]),
+        ("cosine", [0, 0, 4]),
+        ("auto", [0, 0, 0]),
+    ],  # auto: 3 epochs never reach patience 5
+)
+def test_each_epoch_uses_its_scheduled_eps(tmp_path, schedule, expected):
+    # 3 epochs: the hinge's default t1, t2 (0.24 and 0.74 of the run) round to 1 and 2
+    extra = {"step": ["schedule.t1=1"], "linear": ["schedule.t2=2"]}.get(schedule, [])
+    out = _train(tmp_path, f"schedule.name={schedule}", *extra)
+    assert [round(r["eps"] * 255, 6) for r in _records(out)] == expected
+
+
+def test_eps_zero_epochs_run_no_attack(tmp_path, monkeypatch):
+    calls = []
+    import fastrft.engine.attacker as attacker
+
+    original = attacker.Attacker.__call__
+    monkeypatch.setattr(
+        attacker.Attacker,
+        "__call__",
+        lambda self, x, t, eps: calls.append(eps) or original(self, x, t, eps),
+    )
+    _train(tmp_path, "schedule.name=hinge")
+    assert calls and min(calls) > 0  # epochs 0 and 1 have eps = 0: never attacked
+    assert len(calls) == 192 // 32  # only epoch 2's six steps
+
+
+@pytest.mark.slow
+def test_compiled_model_trains(tmp_path):
+    out = _train(tmp_path, "speed.compile=true", "epochs=2", "schedule.name=fix")
+    assert len(_records(out)) == 2 and (out / "results.json").exists()
+
+
+def test_finished_run_is_resumed_not_redone(tmp_path):
+    out = _train(tmp_path)
+    before = (out / "metrics.jsonl").read_text()
+    _train(tmp_path)
+    assert (out / "metrics.jsonl").read_text() == before
+
+
+def test_other_config_in_same_run_dir_is_refused(tmp_path):
+    _train(tmp_path, "epochs=1")
+    with pytest.raises(SystemExit) as exit_info:
+        _train(tmp_path, "epochs=2")
+    assert exit_info.value.code == 2
+
+
+def test_resume_after_sigkill_gives_the_same_result(tmp_path):
+    """Kill a run mid-epoch with SIGKILL, rerun the same command: the final metrics equal
+    those of an uninterrupted run."""
+    args = [*TINY, "epochs=4", "data.toy_samples=512", "schedule.name=fix"]
+    whole = tmp_path / "whole"
+    subprocess.run(
+        [sys.executable, "-m", "fastrft", "train", "--no-progress", *args, f"out_dir={whole}"],
+        check=True,
+        capture_output=True,
+    )
+    cut = tmp_path / "cut"
+    cmd = [sys.executable, "-m", "fastrft", "train", "--no-progress", *args, f"out_dir={cut}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (cut / "checkpoints" / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the next epoch
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (cut / "results.json").exists(), "the run finished before it was killed"
+    subprocess.run(cmd, check=True, capture_output=True)
+    a = json.loads((whole / "results.json").read_text())
+    b = json.loads((cut / "results.json").read_text())
+    assert a["accuracy_curve"] == b["accuracy_curve"]
+    assert _records(whole) == [
+        dict(r, images_per_s=x["images_per_s"], epoch_s=x["epoch_s"])
+        for r, x in zip(_records(cut), _records(whole), strict=True)
+    ]
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    cfg = load_config([], [*TINY, f"out_dir={tmp_path / 'nan'}", "schedule.name=fix"])
+    trainer = Trainer(cfg, progress=False)
+    original = trainer.objective.loss
+
+    def poisoned(model, x, y, x_adv):
+        loss, logits = original(model, x, y, x_adv)
+        return (loss * float("nan") if len(trainer.history) == 1 else loss), logits
+
+    monkeypatch.setattr(trainer.objective, "loss", poisoned)
+    with pytest.raises(
+        TrainingDiverged, match=r"non-finite at epoch 1.*Last good checkpoint: epoch 0"
+    ):
+        trainer.fit()
+    assert load_checkpoint(tmp_path / "nan" / "checkpoints" / "last.pt")["epoch"] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["attack.eps=-1"], "attack.eps: must be >= 0"),
+        (["schedule.t1=3", "schedule.t2=1"], "schedule.t1: must not come after"),
+        (["data.source=imagefolder", "data.root=/no/such/dir"], "data.root:"),
+        (["attack.epz=1"], "unknown key"),
+    ],
+)
+def test_bad_config_is_one_line_and_exit_2(tmp_path, args, message):
+    run = subprocess.run(
+        [sys.executable, "-m", "fastrft", "train", *TINY, *args, f"out_dir={tmp_path / 'x'}"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2
+    assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert not (tmp_path / "x").exists(), "nothing should be created for a bad config"
+
+
+@pytest.mark.slow
+def test_ddp_with_two_gloo_processes(tmp_path):
+    out = tmp_path / "ddp"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            "29531",
+            "-m",
+            "fastrft",
+            "train",
+            "--no-progress",
+            *TINY,
+            "epochs=2",
+            f"out_dir={out}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    records = _records(out)
+    assert [r["epoch"] for r in records] == [0, 1]
+    assert (out / "results.json").exists()
+    # two ranks each see half of the 192 images: 3 steps of 32 per epoch per rank
+    assert torch.tensor([r["train_acc"] for r in records]).isfinite().all()

@@ -1,0 +1,79 @@
+"""Configs: YAML files merged in order, dotted overrides, fractions, one-line errors."""
+
+import pytest
+
+from fastrft.config import ConfigError, RunConfig, config_help, load_config, save_config
+
+
+def _yaml(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_defaults_files_and_overrides_merge_in_order(tmp_path):
+    a = _yaml(tmp_path, "a.yaml", "epochs: 20\nattack:\n  eps: 8/255\n  steps: 5\n")
+    b = _yaml(tmp_path, "b.yaml", "attack:\n  steps: 9\nschedule:\n  name: fix\n")
+    cfg = load_config([a, b], ["attack.steps=3", "optim.lr=0.01"])
+    assert cfg.epochs == 20 and cfg.attack.eps == pytest.approx(8 / 255)
+    assert cfg.attack.steps == 3 and cfg.schedule.name == "fix" and cfg.optim.lr == 0.01
+    assert cfg.data.batch_size == RunConfig().data.batch_size
+
+
+def test_saved_config_loads_back_identically(tmp_path):
+    cfg = load_config([], ["attack.eps=4/255", "schedule.t1=2", "schedule.t2=0.5"])
+    save_config(cfg, tmp_path / "c.yaml")
+    again = load_config([tmp_path / "c.yaml"])
+    assert again == cfg and isinstance(again.schedule.t1, int)
+    assert isinstance(again.schedule.t2, float)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (["attack.epss=1"], r"attack.epss: unknown key .* did you mean 'attack.eps'"),
+        (["attack.eps=-1"], "attack.eps: must be >= 0"),
+        (["attack.eps=4/0"], "attack.eps: division by zero"),
+        (["attack.eps=four"], "attack.eps: expected a number or a fraction"),
+        (["attack.steps=abc"], "attack.steps: bad value"),
+        (["attack.name=cw"], "attack.name: must be apgd, pgd or fgsm"),
+        (["schedule.t1=5", "schedule.t2=2"], "schedule.t1: must not come after schedule.t2"),
+        (["schedule.t1=12"], r"schedule.t1: as an epoch must lie in \[0, 10\]"),
+        (["schedule.t1=1.5"], "schedule.t1: as a fraction of the run"),
+        (["epochs=0"], "epochs: must be at least 1"),
+        (["data.source=npz"], "data.root: is required"),
+        (["data.source=npz", "data.root=/no/such/file.npz"], "data.root: .* does not exist"),
+        (["speed.compile=maybe"], "speed.compile: must be true, false or auto"),
+        (["objective.name=trade"], "objective.name: must be standard, madry or trades"),
+        (["epochs"], "must look like key=value"),
+        (["objective.name=trades"], "attack.name: objective trades attacks its KL loss with PGD"),
+    ],
+)
+def test_bad_values_name_the_key(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config([], overrides)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config([tmp_path / "missing.yaml"])
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config([_yaml(tmp_path, "bad.yaml", "epochs: [1\n")])
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config([_yaml(tmp_path, "list.yaml", "- 1\n- 2\n")])
+    with pytest.raises(ConfigError, match=r"model.nam: unknown key in .*unknown.yaml"):
+        load_config([_yaml(tmp_path, "unknown.yaml", "model:\n  nam: resnet50\n")])
+
+
+def test_yaml_is_read_safely(tmp_path):
+    """yaml.safe_load: a Python object tag is refused, never constructed."""
+    p = _yaml(tmp_path, "evil.yaml", "epochs: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config([p])
+
+
+def test_every_key_is_documented():
+    rows = config_help()
+    assert len(rows) > 30
+    undocumented = [key for key, _, doc in rows if not doc]
+    assert undocumented == []
