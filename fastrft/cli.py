@@ -112,7 +112,14 @@ def main(argv: list[str] | None = None) -> None:
         from fastrft.demo import main as demo
 
         return demo(argv[1:])
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    # configs and key=value overrides may come before or after the flags
+    args, rest = parser.parse_known_args(argv)
+    unknown = [a for a in rest if a.startswith("-")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    positional = "items" if args.command == "train" else "overrides"
+    setattr(args, positional, getattr(args, positional) + rest)
     from fastrft.config import ConfigError
     from fastrft.engine import TrainingDiverged
 

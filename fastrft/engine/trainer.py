@@ -56,7 +56,7 @@ class Trainer:
         self.dist = init_distributed(cfg.device)
         self.device = pick_device(cfg.device, self.dist)
         self.speed = resolve_speed(cfg.speed, self.device)
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, soft_wrap=True)
         self.show_progress = progress and self.dist.main
         self.run_dir = Path(cfg.out_dir)
         torch.manual_seed(cfg.seed + self.dist.rank)
