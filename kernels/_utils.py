@@ -9,6 +9,7 @@ to know the layout. Tensors passed together must share their strides.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -145,3 +146,30 @@ def check_kernel_layout(x_adv: Tensor, **written: Tensor) -> None:
                 f"{name} has strides {t.stride()}, expected x_adv's {x_adv.stride()} "
                 "(same memory layout)"
             )
+
+
+def run_step(
+    op: Callable[..., None],
+    reference: Callable[..., Tensor],
+    x_adv: Tensor,
+    grad: Tensor,
+    x: Tensor,
+    eps: float | Tensor,
+    alpha: float | Tensor,
+    out: Tensor | None,
+    backend: Backend,
+) -> Tensor:
+    """The public wrapper of a step kernel: checks, per-sample scalars, layouts, then the
+    kernel's custom op on the GPU or the torch reference elsewhere."""
+    check_batch("grad", grad, x_adv)
+    check_batch("x", x, x_adv)
+    if out is None:
+        out = torch.empty_like(x_adv)
+    check_kernel_layout(x_adv, out=out)
+    n = x_adv.shape[0]
+    eps_v, alpha_v = per_sample(eps, n, x_adv.device), per_sample(alpha, n, x_adv.device)
+    if use_triton(x_adv, backend):
+        op(x_adv, like_layout(grad, x_adv), like_layout(x, x_adv), eps_v, alpha_v, out)
+    else:
+        out.copy_(reference(x_adv, grad, x, eps_v, alpha_v))
+    return out

@@ -23,12 +23,9 @@ from torch import Tensor
 
 from ._utils import (
     Backend,
-    check_batch,
-    check_kernel_layout,
-    like_layout,
     per_sample,
     reduce_launch,
-    use_triton,
+    run_step,
     view_per_sample,
 )
 
@@ -192,15 +189,4 @@ def l2_step(
     ``eps`` and ``alpha`` are floats or per-sample tensors. ``out`` may be ``x_adv`` itself
     (an in-place update); without it a new tensor in ``x_adv``'s layout is returned.
     """
-    check_batch("grad", grad, x_adv)
-    check_batch("x", x, x_adv)
-    if out is None:
-        out = torch.empty_like(x_adv)
-    check_kernel_layout(x_adv, out=out)
-    n = x_adv.shape[0]
-    eps_v, alpha_v = per_sample(eps, n, x_adv.device), per_sample(alpha, n, x_adv.device)
-    if use_triton(x_adv, backend):
-        _l2_step_op(x_adv, like_layout(grad, x_adv), like_layout(x, x_adv), eps_v, alpha_v, out)
-    else:
-        out.copy_(l2_step_reference(x_adv, grad, x, eps_v, alpha_v))
-    return out
+    return run_step(_l2_step_op, l2_step_reference, x_adv, grad, x, eps, alpha, out, backend)

@@ -12,12 +12,8 @@ from torch import Tensor
 
 from ._utils import (
     Backend,
-    check_batch,
-    check_kernel_layout,
     flat_launch,
-    like_layout,
-    per_sample,
-    use_triton,
+    run_step,
     view_per_sample,
 )
 
@@ -107,15 +103,4 @@ def linf_step(
     ``eps`` and ``alpha`` are floats or per-sample tensors. ``out`` may be ``x_adv`` itself
     (an in-place update); without it a new tensor in ``x_adv``'s layout is returned.
     """
-    check_batch("grad", grad, x_adv)
-    check_batch("x", x, x_adv)
-    if out is None:
-        out = torch.empty_like(x_adv)
-    check_kernel_layout(x_adv, out=out)
-    n = x_adv.shape[0]
-    eps_v, alpha_v = per_sample(eps, n, x_adv.device), per_sample(alpha, n, x_adv.device)
-    if use_triton(x_adv, backend):
-        _linf_step_op(x_adv, like_layout(grad, x_adv), like_layout(x, x_adv), eps_v, alpha_v, out)
-    else:
-        out.copy_(linf_step_reference(x_adv, grad, x, eps_v, alpha_v))
-    return out
+    return run_step(_linf_step_op, linf_step_reference, x_adv, grad, x, eps, alpha, out, backend)

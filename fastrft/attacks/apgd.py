@@ -23,17 +23,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from fastrft.kernels._utils import Backend, per_sample
+from fastrft.kernels._utils import Backend
 from fastrft.kernels.apgd_update import apgd_update_
 from fastrft.kernels.random_start import random_start as random_start_in_ball
 
 from .core import (
     ModelMode,
     attack_mode,
-    canonical_norm,
-    check_inputs,
-    detached_input,
     loss_and_grad,
+    prepare,
     succeeded,
     take_where,
 )
@@ -161,23 +159,21 @@ def apgd(
     new random starts for the samples not yet fooled. Other arguments as for
     :func:`fastrft.attacks.pgd`; ``loss`` "dlr" needs at least three classes.
     """
-    norm = canonical_norm(norm)
-    check_inputs(
-        x,
-        y,
-        eps,
-        steps=steps,
-        loss=loss,
-        targeted=targeted,
-        model_mode=model_mode,
-        validate_values=validate,
-    )
     if restarts < 1:
         raise ValueError(f"restarts must be >= 1, got {restarts}")
     if not 0.0 <= rho <= 1.0 or not 0.0 < momentum <= 1.0:
         raise ValueError(f"rho must be in [0, 1] and momentum in (0, 1], got {rho}, {momentum}")
-    x = detached_input(x)
-    eps_v = per_sample(eps, x.shape[0], x.device)
+    norm, x, eps_v = prepare(
+        x,
+        y,
+        eps,
+        norm=norm,
+        steps=steps,
+        loss=loss,
+        targeted=targeted,
+        model_mode=model_mode,
+        validate=validate,
+    )
     loss_fn = attack_loss(loss, targeted)
     with attack_mode(model, model_mode, freeze_params):
         result = apgd_run(

@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from fastrft.kernels._utils import batch_major
+from fastrft.kernels._utils import batch_major, per_sample
 
 from .losses import LOSSES, LossFn
 
@@ -126,6 +126,35 @@ def attack_mode(model: nn.Module, mode: ModelMode = "eval", freeze: bool = True)
             m.training = training
         for p, requires_grad in flags:
             p.requires_grad_(requires_grad)
+
+
+def prepare(
+    x: Tensor,
+    y: Tensor,
+    eps: float | Tensor,
+    *,
+    norm: str,
+    steps: int,
+    loss: str | LossFn,
+    targeted: bool,
+    model_mode: str,
+    validate: bool,
+) -> tuple[str, Tensor, Tensor]:
+    """What every attack does first: (canonical norm, x detached and batch-major, eps as a
+    float32 per-sample vector), after the argument checks."""
+    norm = canonical_norm(norm)
+    check_inputs(
+        x,
+        y,
+        eps,
+        steps=steps,
+        loss=loss,
+        targeted=targeted,
+        model_mode=model_mode,
+        validate_values=validate,
+    )
+    x = detached_input(x)
+    return norm, x, per_sample(eps, x.shape[0], x.device)
 
 
 def detached_input(x: Tensor) -> Tensor:

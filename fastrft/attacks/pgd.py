@@ -13,10 +13,8 @@ from fastrft.kernels.random_start import random_start as random_start_in_ball
 from .core import (
     ModelMode,
     attack_mode,
-    canonical_norm,
-    check_inputs,
-    detached_input,
     loss_and_grad,
+    prepare,
 )
 from .losses import LossFn, attack_loss
 
@@ -63,20 +61,18 @@ def pgd(
         x_adv, detached, in x's dtype and layout, inside the ball and inside [0, 1].
         The model's parameters, their grads, requires_grad flags and modes are as found.
     """
-    norm = canonical_norm(norm)
-    check_inputs(
+    # per-sample vectors built once, not at every step
+    norm, x, eps = prepare(
         x,
         y,
         eps,
+        norm=norm,
         steps=steps,
         loss=loss,
         targeted=targeted,
         model_mode=model_mode,
-        validate_values=validate,
+        validate=validate,
     )
-    x = detached_input(x)
-    # per-sample vectors built once, not at every step
-    eps = per_sample(eps, x.shape[0], x.device)
     alpha = 2.5 * eps / steps if alpha is None else per_sample(alpha, x.shape[0], x.device)
     loss_fn = attack_loss(loss, targeted)
     step = STEPS[norm]
