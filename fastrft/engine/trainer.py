@@ -30,7 +30,6 @@ from fastrft.schedules import make_schedule
 from .attacker import Attacker
 from .checkpoint import Checkpointer, rng_state, set_rng_state
 from .distributed import Dist, all_reduce_sum, close_distributed, init_distributed
-from .graphs import CapturedCall
 from .log import MetricsLog, progress_bar
 from .speed import resolve_speed
 
@@ -106,15 +105,6 @@ class Trainer:
         )
 
         o = cfg.optim
-        # the whole training step replays as one graph where nothing in it talks to the host:
-        # one process, no accumulation, no fp16 loss scaling
-        self.graph_step = (
-            self.speed.cuda_graphs
-            and not self.dist.enabled
-            and o.accumulate == 1
-            and self.speed.amp != torch.float16
-        )
-        self._captured: dict[bool, CapturedCall] = {}
         self.optimizer = build_optimizer(
             self.model,
             lr=o.lr,
@@ -122,7 +112,6 @@ class Trainer:
             weight_decay=o.weight_decay,
             head_weight_decay=o.head_weight_decay,
             betas=o.betas,
-            capturable=self.graph_step,
         )
         updates = cfg.epochs * max(len(self.train_loader) // o.accumulate, 1)
         self.lr_schedule = cosine_with_warmup(
@@ -239,14 +228,10 @@ class Trainer:
             for step, (x, y) in enumerate(loader):
                 eps = self._eps(epoch, step)
                 x_adv = self._adversarial(x, y, eps)
-                if self.graph_step:
-                    loss, logits = self._captured_step(x, y, x_adv)
-                    self.lr_schedule.step()  # fills the capturable lr tensors in place
-                else:
-                    update = (step + 1) % acc_every == 0 or step + 1 == steps
-                    loss, logits = self._forward_backward(x, y, x_adv, sync=update)
-                    if update:
-                        self._update()
+                update = (step + 1) % acc_every == 0 or step + 1 == steps
+                loss, logits = self._forward_backward(x, y, x_adv, sync=update)
+                if update:
+                    self._update()
                 totals += torch.stack(
                     [
                         loss.detach().float() * len(y),
@@ -284,32 +269,6 @@ class Trainer:
         if not self.objective.attacks or eps <= 0:
             return None
         return self.attacker(x, self.objective.attack_target(self.net, x, y), eps)
-
-    def _captured_step(self, x: Tensor, y: Tensor, x_adv: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Forward, backward and optimizer step replayed from a CUDA graph (one per kind of
-        step: with and without adversarial examples)."""
-        attacked = x_adv is not None
-        inputs = (x, y, x_adv) if attacked else (x, y)
-        graph = self._captured.get(attacked)
-        if graph is None or not graph.fits(*inputs):
-            graph = CapturedCall(self._step, inputs, preserve=self._state_tensors)
-            self._captured[attacked] = graph
-        return graph(*inputs)
-
-    def _step(self, x: Tensor, y: Tensor, x_adv: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        self.optimizer.zero_grad(set_to_none=False)
-        with self.speed.autocast():
-            loss, logits = self.objective.loss(self.train_net, x, y, x_adv)
-        loss.backward()
-        self.optimizer.step()
-        return loss.detach(), logits.detach()
-
-    def _state_tensors(self):
-        """What a training step changes: weights, buffers, optimizer state."""
-        yield from self.model.parameters()
-        yield from self.model.buffers()
-        for state in self.optimizer.state.values():
-            yield from (v for v in state.values() if torch.is_tensor(v))
 
     def _forward_backward(
         self, x: Tensor, y: Tensor, x_adv: Tensor | None, sync: bool
