@@ -102,6 +102,53 @@ def _parser() -> argparse.ArgumentParser:
         help="config overrides for evaluation, e.g. data.root=PATH device=cpu",
     )
 
+    d = sub.add_parser("data", help="convert datasets to FFCV .beton files, inspect them")
+    dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    c = dsub.add_parser(
+        "convert",
+        help="write OUT.train.beton and OUT.val.beton from a dataset",
+        description="Convert an ImageFolder tree (ROOT/train/<class>, ROOT/val/<class>, or "
+        "ROOT/<class> split by --val-fraction), a CIFAR-10/100 python-batch folder or an .npz "
+        "file into FFCV files OUT.train.beton and OUT.val.beton; train with data.source=beton "
+        "data.root=OUT.",
+    )
+    c.add_argument("src", help="the dataset: a folder or an .npz file")
+    c.add_argument("out", help="the output stem: writes OUT.train.beton and OUT.val.beton")
+    c.add_argument(
+        "--source",
+        choices=("auto", "imagefolder", "cifar", "npz"),
+        default="auto",
+        help="the source's layout (default: detected from the path)",
+    )
+    c.add_argument(
+        "--mode",
+        choices=("raw", "jpg"),
+        default="raw",
+        help="raw pixels (exact, larger) or JPEG (smaller, lossy); default raw",
+    )
+    c.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality (default 90)")
+    c.add_argument(
+        "--max-side",
+        type=int,
+        default=None,
+        help="resize so the longer side is at most this many pixels",
+    )
+    c.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        help="held-out share for sources without a validation split (default 0.2)",
+    )
+    c.add_argument("--seed", type=int, default=0, help="seed of that split (default 0)")
+    c.add_argument("--workers", type=int, default=1, help="writer processes (default 1)")
+    c.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="skip unreadable images (and count them) instead of stopping",
+    )
+    i = dsub.add_parser("info", help="what a .beton file holds")
+    i.add_argument("file", help="a .beton file")
+
     sub.add_parser("demo", help="the offline demo (a short attack example for now)", add_help=False)
     return p
 
@@ -118,13 +165,16 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [a for a in rest if a.startswith("-")]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    positional = "items" if args.command == "train" else "overrides"
-    setattr(args, positional, getattr(args, positional) + rest)
+    positional = {"train": "items", "eval": "overrides"}.get(args.command)
+    if positional is None and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if positional is not None:
+        setattr(args, positional, getattr(args, positional) + rest)
     from fastrft.config import ConfigError
     from fastrft.engine import TrainingDiverged
 
     try:
-        {"train": _train, "eval": _eval}[args.command](args)
+        {"train": _train, "eval": _eval, "data": _data}[args.command](args)
     except (ConfigError, ValueError, FileNotFoundError) as err:
         print(f"fastrft {args.command}: error: {err}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
@@ -180,3 +230,29 @@ def _eval(args: argparse.Namespace) -> None:
         f"clean {results['clean_acc']:.2%}  adv {results['adv_acc']:.2%}  "
         f"E.adv {results['expected_robustness']:.2%}  -> {out}"
     )
+
+
+def _data(args: argparse.Namespace) -> None:
+    if args.data_command == "info":
+        from fastrft.data.convert import beton_info
+
+        info = beton_info(args.file)
+        for key, value in vars(info).items():
+            print(f"{key:<16} {value}")
+        return
+    from fastrft.data.convert import convert
+
+    written = convert(
+        args.src,
+        args.out,
+        source=args.source,
+        mode=args.mode,
+        jpeg_quality=args.jpeg_quality,
+        max_side=args.max_side,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        workers=args.workers,
+        on_bad_image="skip" if args.skip_bad_images else "error",
+    )
+    for split, path in written.items():
+        print(f"{split}: {path}")

@@ -46,9 +46,10 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     source: str = "toy"
-    """Where images come from: toy (generated, offline), npz, imagefolder."""
+    """Where images come from: toy (generated, offline), npz, imagefolder, beton (FFCV)."""
     root: str | None = None
-    """Path of the dataset (an .npz file or an ImageFolder tree with train/ and val/)."""
+    """Path of the dataset: an .npz file, an ImageFolder tree (train/ and val/), or for
+    beton the stem given to `fastrft data convert` (STEM.train.beton, STEM.val.beton)."""
     img_size: int = 16
     """Side of the square images the model sees."""
     batch_size: int = 64
@@ -67,12 +68,15 @@ class DataConfig:
     """Colour jitter strength on brightness, contrast and saturation (0 turns it off)."""
     rotation: float = 2.0
     """Largest random rotation in degrees (0 turns it off)."""
+    crop_scale: float = 1.0
+    """FFCV training: smallest area share of the random resized crop (1.0: no random crop,
+    as in the paper and the in-memory loader)."""
 
     def __post_init__(self) -> None:
         _check(
-            self.source in ("toy", "npz", "imagefolder"),
+            self.source in ("toy", "npz", "imagefolder", "beton"),
             "data.source",
-            f"must be toy, npz or imagefolder, got {self.source!r}",
+            f"must be toy, npz, imagefolder or beton, got {self.source!r}",
         )
         if self.source != "toy":
             _check(
@@ -80,16 +84,25 @@ class DataConfig:
                 "data.root",
                 f"is required for source {self.source!r}: set data.root=PATH",
             )
-            _check(
-                Path(self.root).exists(),
-                "data.root",
-                f"{self.root!r} does not exist: point data.root at the dataset",
-            )
+            for path in self.paths():
+                _check(
+                    path.exists(),
+                    "data.root",
+                    f"{str(path)!r} does not exist: point data.root at the dataset",
+                )
         for key in ("img_size", "batch_size", "eval_batch_size", "toy_samples"):
             _check(getattr(self, key) >= 1, f"data.{key}", "must be at least 1")
         _check(self.toy_classes >= 2, "data.toy_classes", "must be at least 2")
         _check(0 < self.val_fraction < 1, "data.val_fraction", "must be in (0, 1)")
         _check(self.jitter >= 0 and self.rotation >= 0, "data.jitter/rotation", "must be >= 0")
+        _check(0 < self.crop_scale <= 1, "data.crop_scale", "must be in (0, 1]")
+
+    def paths(self) -> list[Path]:
+        """The files or folder the source reads."""
+        if self.source == "beton":
+            stem = str(self.root).removesuffix(".beton")
+            return [Path(f"{stem}.train.beton"), Path(f"{stem}.val.beton")]
+        return [Path(self.root)] if self.root is not None else []
 
 
 @dataclass

@@ -292,7 +292,7 @@ def evaluate_checkpoint(
     robust accuracy at the run's eps, and E.adv up to it. ``overrides`` are config keys
     (e.g. data.root=PATH, device=cpu) applied over the run's saved config."""
     from fastrft.config import load_config
-    from fastrft.data import InMemoryLoader, load_dataset
+    from fastrft.data import build_loaders
     from fastrft.engine.checkpoint import load_checkpoint
     from fastrft.models import build_model
 
@@ -304,10 +304,7 @@ def evaluate_checkpoint(
     model = build_model(cfg.model.name, state["num_classes"], img_size=cfg.data.img_size)
     model.load_state_dict(state["model"])
     model.to(device).eval()
-    val = load_dataset(cfg.data, cfg.seed).val
-    batches = InMemoryLoader(
-        val.images, val.labels, cfg.data.eval_batch_size, train=False, device=device
-    )
+    batches = build_loaders(cfg.data, device, seed=cfg.seed).val
     eps_g = cfg.attack.eps
     grid = eps_grid(eps_max if eps_max is not None else eps_g, grid_step)
     if attack == "autoattack":
@@ -327,5 +324,5 @@ def evaluate_checkpoint(
         "expected_robustness": expected_robustness(
             [grid[i] for i in upto], [curve[i] for i in upto]
         ),
-        "num_samples": len(val.labels),
+        "num_samples": batches.num_samples,
     }

@@ -1,7 +1,17 @@
-"""Data: sources as uint8 tensors, the in-memory loader, augmentation on the device."""
+"""Data: sources, converters to FFCV .beton files, the FFCV and in-memory loaders, and
+augmentation on the device."""
 
 from .augment import Augment
+from .loaders import Loaders, build_loaders
 from .memory import InMemoryLoader
 from .sources import Dataset, Split, load_dataset
 
-__all__ = ["Augment", "Dataset", "InMemoryLoader", "Split", "load_dataset"]
+__all__ = [
+    "Augment",
+    "Dataset",
+    "InMemoryLoader",
+    "Loaders",
+    "Split",
+    "build_loaders",
+    "load_dataset",
+]

@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from fastrft.attacks import apgd, pgd
 from fastrft.config import ConfigError, RunConfig, save_config, to_yaml
-from fastrft.data import Augment, InMemoryLoader, load_dataset
+from fastrft.data import build_loaders
 from fastrft.evaluate import accuracy_curve, delay_time, eps_grid, expected_robustness
 from fastrft.models import build_model
 from fastrft.objectives import make_objective
@@ -61,32 +61,20 @@ class Trainer:
         self.run_dir = Path(cfg.out_dir)
         torch.manual_seed(cfg.seed + self.dist.rank)
 
-        data = load_dataset(cfg.data, cfg.seed)
-        self.num_classes = data.num_classes
-        self.train_loader = InMemoryLoader(
-            data.train.images,
-            data.train.labels,
-            cfg.data.batch_size,
-            train=True,
-            device=self.device,
+        loaders = build_loaders(
+            cfg.data,
+            self.device,
             seed=cfg.seed,
-            augment=Augment(cfg.data.hflip, cfg.data.jitter, cfg.data.rotation),
             channels_last=self.speed.channels_last,
             rank=self.dist.rank,
             world_size=self.dist.world_size,
         )
-        self.val_loader = InMemoryLoader(
-            data.val.images,
-            data.val.labels,
-            cfg.data.eval_batch_size,
-            train=False,
-            device=self.device,
-            channels_last=self.speed.channels_last,
-        )
+        self.num_classes = loaders.num_classes
+        self.train_loader, self.val_loader = loaders.train, loaders.val
 
         self.model = build_model(
             cfg.model.name,
-            data.num_classes,
+            self.num_classes,
             pretrained=cfg.model.pretrained,
             weights=cfg.model.weights,
             img_size=cfg.data.img_size,

@@ -1,0 +1,215 @@
+"""The FFCV loader: .beton files decoded by FFCV's own pipeline, augmented on the device.
+
+Same interface and semantics as :class:`fastrft.data.memory.InMemoryLoader`: iterate (x, y)
+with x float32 pixels in [0, 1] (N, 3, img_size, img_size) and y int64 labels, on ``device``;
+``len()``, ``set_epoch(epoch)``, ``num_samples``.
+
+FFCV 1.0.2 is unmaintained and its numba-compiled pipelines accept only its own operations, so
+the pipeline stops at uint8 NCHW on the device and the rest happens here, in torch:
+
+- image: a decoder that crops and resizes to ``img_size`` (training:
+  ``RandomResizedCropRGBImageDecoder`` with scale ``crop_scale``, default (0.64, 1), i.e. at
+  least 80% of the side; evaluation: ``CenterCropRGBImageDecoder`` with ratio 1, which gives
+  raw images of exactly ``img_size`` back unchanged), ToTensor, ToDevice, ToTorchImage;
+  then ``.float() / 255``, the ``augment`` (training only) and channels_last if asked.
+  Both decoders use aspect ratio 1, so every output is exactly img_size x img_size.
+- label: IntDecoder, ToTensor, Squeeze, ToDevice, then int64.
+
+Order and sharding:
+
+- Training: ``OrderOption.RANDOM``, ``drop_last=True`` (static shapes). FFCV draws the order
+  of an epoch from ``numpy.random.default_rng(seed + epoch)``; ``set_epoch`` sets FFCV's epoch
+  counter, so the order is a function of (seed, epoch) and a resumed run reproduces it. Note
+  that FFCV only uses the sum: (seed, epoch + 1) gives the same order as (seed + 1, epoch).
+  The random crops are drawn inside numba from its own generator and are *not* reproducible
+  from (seed, epoch); only the order is.
+- ``world_size > 1``: FFCV's ``distributed=True``, which shards with torch's
+  ``DistributedSampler`` (``shuffle=True, seed=seed, drop_last=False``; epoch from
+  ``set_epoch``), reading rank and world size from ``torch.distributed``, which must be
+  initialised. That path needs a process group and is not exercised by the CPU tests.
+  Unlike the in-memory loader it pads the last shard with repeated samples; evaluation
+  loaders in fastrft are not sharded.
+- Evaluation: ``OrderOption.SEQUENTIAL``, ``drop_last=False``: every image once, in order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+INSTALL_HINT = (
+    "FFCV is not installed: install its system libraries with "
+    "`apt-get install libopencv-dev libturbojpeg0-dev pkg-config`, "
+    "then `pip install 'fastrft[ffcv]'`"
+)
+TRAIN_CROP_SCALE = (0.64, 1.0)
+
+
+def ffcv_available() -> bool:
+    """True when ``import ffcv`` works (it needs OpenCV and libturbojpeg)."""
+    try:
+        import ffcv  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _import_ffcv() -> Any:
+    try:
+        import ffcv
+    except ImportError as e:
+        raise ImportError(INSTALL_HINT) from e
+    return ffcv
+
+
+def _read_beton(path: Path) -> Any:
+    """FFCV's Reader for ``path``, with its failures on bad files turned into ValueError."""
+    from ffcv.reader import Reader
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such .beton file")
+    try:
+        reader = Reader(str(path))
+        table = reader.alloc_table
+        end = int((table["ptr"] + table["size"]).max()) if len(table) else 0
+    except Exception as e:  # ffcv raises AssertionError, IndexError, ValueError, ... here
+        raise ValueError(f"{path}: not a readable FFCV .beton file ({e!r})") from e
+    if reader.num_samples == 0 or len(reader.metadata) != reader.num_samples:
+        raise ValueError(f"{path}: not a readable FFCV .beton file (no samples or truncated)")
+    if end > os.path.getsize(path):
+        raise ValueError(f"{path}: truncated .beton file (data ends past the end of the file)")
+    return reader
+
+
+def _fields(reader: Any, path: Path) -> tuple[str, str]:
+    """Names of the (RGBImageField, IntField) pair in the file."""
+    from ffcv.fields import IntField, RGBImageField
+
+    images = [n for n, h in reader.handlers.items() if isinstance(h, RGBImageField)]
+    labels = [n for n, h in reader.handlers.items() if isinstance(h, IntField)]
+    if len(images) != 1 or len(labels) != 1:
+        raise ValueError(
+            f"{path}: expected one RGBImageField and one IntField, "
+            f"got {dict(zip(reader.handlers, map(type, reader.handlers.values()), strict=True))}"
+        )
+    return images[0], labels[0]
+
+
+class FfcvLoader:
+    """Yields (x, y): x float pixels in [0, 1] (N, 3, S, S), y int64 labels, on ``device``."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        batch_size: int,
+        *,
+        train: bool,
+        device: torch.device,
+        img_size: int,
+        seed: int = 0,
+        augment: Callable[[Tensor], Tensor] | None = None,
+        channels_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+        workers: int = 2,
+        crop_scale: tuple[float, float] = TRAIN_CROP_SCALE,
+    ) -> None:
+        _import_ffcv()
+        self.path = Path(path)
+        reader = _read_beton(self.path)
+        self.batch_size, self.train, self.device = batch_size, train, torch.device(device)
+        self.img_size, self.seed, self.augment = img_size, seed, augment
+        self.channels_last, self.rank, self.world_size = channels_last, rank, world_size
+        self.workers, self.crop_scale = workers, crop_scale
+        self._fields = _fields(reader, self.path)
+        self._loader = self._build()
+        self.epoch = 0
+        if train and len(self._loader) == 0:
+            raise ValueError(
+                f"{self.num_samples} training images per process in {self.path} are fewer "
+                f"than one batch of {batch_size}: lower data.batch_size"
+            )
+
+    def _pipelines(self) -> dict[str, list[Any]]:
+        from ffcv.fields.basics import IntDecoder
+        from ffcv.fields.rgb_image import (
+            CenterCropRGBImageDecoder,
+            RandomResizedCropRGBImageDecoder,
+        )
+        from ffcv.transforms import Squeeze, ToDevice, ToTensor, ToTorchImage
+
+        size = (self.img_size, self.img_size)
+        if self.train:
+            decoder = RandomResizedCropRGBImageDecoder(size, scale=self.crop_scale, ratio=(1, 1))
+        else:
+            decoder = CenterCropRGBImageDecoder(size, ratio=1.0)
+        image, label = self._fields
+        return {
+            image: [
+                decoder,
+                ToTensor(),
+                ToDevice(self.device, non_blocking=True),
+                ToTorchImage(channels_last=self.channels_last),
+            ],
+            label: [IntDecoder(), ToTensor(), Squeeze(), ToDevice(self.device, non_blocking=True)],
+        }
+
+    def _build(self) -> Any:
+        from ffcv.loader import Loader, OrderOption
+
+        return Loader(
+            str(self.path),
+            batch_size=self.batch_size,
+            num_workers=self.workers,
+            order=OrderOption.RANDOM if self.train else OrderOption.SEQUENTIAL,
+            distributed=self.world_size > 1,
+            seed=self.seed,
+            pipelines=self._pipelines(),
+            drop_last=self.train,
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        """The order of each epoch is a function of (seed, epoch): resuming reproduces it."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self._loader)
+
+    def _image_first(self) -> bool:
+        """FFCV yields fields in file order; True when the image field comes first."""
+        names = list(self._loader.reader.handlers)
+        return names.index(self._fields[0]) < names.index(self._fields[1])
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        self._loader.next_epoch = self.epoch
+        image_first = self._image_first()
+        epoch = iter(self._loader)  # FFCV's EpochIterator: a thread that fills a queue
+        try:
+            for a, b in epoch:
+                images, labels = (a, b) if image_first else (b, a)
+                yield self._images(images), labels.reshape(-1).to(torch.int64)  # N=1 -> 0-d
+        finally:
+            # stop and join the thread, also when the consumer stops early: a thread left
+            # running beside the main one can trip CPython 3.11.7's AST recursion-depth check
+            epoch.close()
+            epoch.join(timeout=10)
+
+    def _images(self, images: Tensor) -> Tensor:
+        x = images.float().div_(255)
+        if self.train and self.augment is not None:
+            x = self.augment(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    @property
+    def num_samples(self) -> int:
+        """Samples this process visits per epoch (its shard when distributed)."""
+        order = self._loader.first_traversal_order
+        return int(np.asarray(order).shape[0])

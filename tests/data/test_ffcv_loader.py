@@ -1,0 +1,195 @@
+"""The FFCV loader over small .beton files written here (CPU; skipped without ffcv)."""
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from fastrft.data import InMemoryLoader
+from fastrft.data.ffcv_loader import FfcvLoader, ffcv_available
+
+ffcv = pytest.importorskip("ffcv")
+
+CPU = torch.device("cpu")
+N, SIZE = 37, 16
+
+
+class _Indexed:
+    def __init__(self, rows):
+        self.rows = rows
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.rows[i]
+
+
+def _write(path, fields, rows):
+    from ffcv.writer import DatasetWriter
+
+    DatasetWriter(str(path), fields, num_workers=1).from_indexed_dataset(_Indexed(rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def square(tmp_path_factory):
+    """37 random 16x16 images, label i for image i (unique, so pairing can be checked)."""
+    from ffcv.fields import IntField, RGBImageField
+
+    images = np.random.default_rng(0).integers(0, 256, (N, SIZE, SIZE, 3), dtype=np.uint8)
+    fields = {"image": RGBImageField(write_mode="raw"), "label": IntField()}
+    path = tmp_path_factory.mktemp("beton") / "square.beton"
+    _write(path, fields, [(img, i) for i, img in enumerate(images)])
+    return path, torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """Mixed sizes, as `fastrft data convert` writes them from an ImageFolder tree.
+
+    (A file written directly with ffcv's DatasetWriter from these arrays hung FFCV 1.0.2's
+    EpochIterator; the converter's files load.)"""
+    from PIL import Image
+
+    from fastrft.data.convert import convert
+
+    rng = np.random.default_rng(1)
+    small = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+    images = [
+        small,
+        small.repeat(2, 0).repeat(2, 1),  # 32x32: an exact 2x downscale gives `small` back
+        rng.integers(0, 256, (20, 24, 3), dtype=np.uint8),
+        rng.integers(0, 256, (12, 12, 3), dtype=np.uint8),
+        rng.integers(0, 256, (40, 30, 3), dtype=np.uint8),
+        rng.integers(0, 256, (18, 16, 3), dtype=np.uint8),
+    ]
+    root = tmp_path_factory.mktemp("folder")
+    for split in ("train", "val"):
+        folder = root / split / "c0"
+        folder.mkdir(parents=True)
+        for i, img in enumerate(images):
+            Image.fromarray(img).save(folder / f"{i}.png")
+    out = convert(root, tmp_path_factory.mktemp("beton") / "mixed", progress=False)
+    return out, torch.from_numpy(small).permute(2, 0, 1)
+
+
+@pytest.fixture(scope="module")
+def eval_loader(square):
+    return FfcvLoader(square[0], 8, train=False, device=CPU, img_size=SIZE)
+
+
+@pytest.fixture(scope="module")
+def train_loader(square):
+    return FfcvLoader(square[0], 8, train=True, device=CPU, img_size=SIZE, seed=3)
+
+
+def _uint8(x):
+    return (x * 255).round().to(torch.uint8)
+
+
+def test_eval_batches_are_the_stored_images_in_order(square, eval_loader):
+    _, images = square
+    xs, ys = zip(*eval_loader, strict=True)
+    assert len(eval_loader) == 5 and eval_loader.num_samples == N
+    assert [len(y) for y in ys] == [8, 8, 8, 8, 5]
+    assert all(x.dtype == torch.float32 and x.shape[1:] == (3, SIZE, SIZE) for x in xs)
+    assert all(y.dtype == torch.int64 for y in ys)
+    assert torch.equal(torch.cat(ys), torch.arange(N))
+    assert torch.equal(_uint8(torch.cat(xs)), images)  # raw, same size, centre crop ratio 1
+
+
+def test_eval_batches_equal_the_in_memory_loaders(square, eval_loader):
+    _, images = square
+    memory = InMemoryLoader(images, torch.arange(N), 8, train=False, device=CPU)
+    assert len(memory) == len(eval_loader)
+    for (xf, yf), (xm, ym) in zip(eval_loader, memory, strict=True):
+        assert torch.equal(yf, ym)
+        assert torch.equal(xf, xm)
+
+
+def test_training_batches_are_static_shuffled_and_reproducible(train_loader):
+    first = [y.clone() for _, y in train_loader]
+    assert len(train_loader) == len(first) == N // 8 and all(len(y) == 8 for y in first)
+    assert train_loader.num_samples == N
+    seen = torch.cat(first)
+    assert len(set(seen.tolist())) == len(seen)  # a permutation's prefix: no repeats
+    assert not torch.equal(seen, torch.arange(len(seen)))  # shuffled
+    again = torch.cat([y.clone() for _, y in train_loader])  # no set_epoch: the same epoch
+    train_loader.set_epoch(1)
+    second = torch.cat([y.clone() for _, y in train_loader])
+    train_loader.set_epoch(0)
+    resumed = torch.cat([y for _, y in train_loader])
+    assert torch.equal(seen, again) and torch.equal(seen, resumed)
+    assert not torch.equal(seen, second)
+
+
+def test_training_crop_of_full_scale_keeps_image_label_pairs(square):
+    path, images = square
+    loader = FfcvLoader(path, 8, train=True, device=CPU, img_size=SIZE, crop_scale=(1.0, 1.0))
+    for x, y in loader:
+        assert torch.equal(_uint8(x), images[y])
+
+
+def test_default_training_crop_gives_static_images_in_range(train_loader):
+    x, _ = next(iter(train_loader))
+    assert x.shape == (8, 3, SIZE, SIZE) and x.dtype == torch.float32
+    assert x.min() >= 0 and x.max() <= 1
+
+
+def test_augment_is_applied_in_training_only(square):
+    path, images = square
+
+    def blank(x):
+        return torch.zeros_like(x)
+
+    common = {"device": CPU, "img_size": SIZE, "augment": blank}
+    train = FfcvLoader(path, 8, train=True, **common)
+    assert all(torch.equal(x, torch.zeros_like(x)) for x, _ in train)
+    evaluation = FfcvLoader(path, 8, train=False, **common)
+    assert torch.equal(_uint8(torch.cat([x for x, _ in evaluation])), images)
+
+
+def test_channels_last(square, eval_loader):
+    path, _ = square
+    loader = FfcvLoader(path, 8, train=False, device=CPU, img_size=SIZE, channels_last=True)
+    for (x, _), (ref, _) in zip(loader, eval_loader, strict=True):
+        assert x.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(x, ref)
+
+
+def test_mixed_sizes_are_cropped_and_resized(mixed):
+    paths, small = mixed
+    loader = FfcvLoader(paths["val"], 2, train=False, device=CPU, img_size=SIZE)
+    xs, ys = zip(*loader, strict=True)
+    x, y = torch.cat(xs), torch.cat(ys)
+    assert x.shape == (6, 3, SIZE, SIZE) and torch.equal(y, torch.zeros(6, dtype=torch.long))
+    assert torch.equal(_uint8(x[0]), small)
+    assert (_uint8(x[1]).int() - small.int()).abs().max() <= 1  # 32 -> 16 area resize
+    train = FfcvLoader(paths["train"], 2, train=True, device=CPU, img_size=SIZE)
+    assert all(x.shape == (2, 3, SIZE, SIZE) for x, _ in train) and len(train) == 3
+
+
+def test_bad_inputs(square, tmp_path):
+    path, _ = square
+    with pytest.raises(FileNotFoundError, match=r"missing\.beton"):
+        FfcvLoader(tmp_path / "missing.beton", 8, train=False, device=CPU, img_size=SIZE)
+    junk = tmp_path / "junk.beton"
+    junk.write_bytes(b"this is not a beton file")
+    with pytest.raises(ValueError, match=r"junk\.beton"):
+        FfcvLoader(junk, 8, train=False, device=CPU, img_size=SIZE)
+    cut = tmp_path / "cut.beton"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match=r"cut\.beton"):
+        FfcvLoader(cut, 8, train=False, device=CPU, img_size=SIZE)
+    with pytest.raises(ValueError, match=r"lower data\.batch_size"):
+        FfcvLoader(path, N + 1, train=True, device=CPU, img_size=SIZE)
+
+
+def test_without_ffcv_the_module_imports_and_the_loader_says_how_to_install(monkeypatch, square):
+    assert ffcv_available()
+    monkeypatch.setitem(sys.modules, "ffcv", None)  # `import ffcv` now raises ImportError
+    assert not ffcv_available()
+    with pytest.raises(ImportError, match=r"libturbojpeg0-dev.*fastrft\[ffcv\]"):
+        FfcvLoader(square[0], 8, train=False, device=CPU, img_size=SIZE)
