@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from fastrft.data.layouts import DATASETS
+
 EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 
 
@@ -116,9 +118,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("out", help="the output stem: writes OUT.train.beton and OUT.val.beton")
     c.add_argument(
         "--source",
-        choices=("auto", "imagefolder", "cifar", "npz"),
+        choices=("auto", "imagefolder", "cifar", "npz", *DATASETS),
         default="auto",
-        help="the source's layout (default: detected from the path)",
+        help="the source's layout (default: detected from the path); a dataset name reads "
+        "its authors' own layout: " + "; ".join(f"{k}: {v}" for k, v in DATASETS.items()),
     )
     c.add_argument(
         "--mode",

@@ -11,6 +11,9 @@ cifar        a CIFAR-10 (data_batch_1..5 + test_batch) or CIFAR-100 (train + tes
              'fine_labels') python-batch folder; test is the val split
 npz          x_train/y_train/x_val/y_val, or images/labels split by val_fraction
              (the same keys as fastrft.data.sources); uint8 NHWC or NCHW
+cub, aircraft, caltech256, imagenette
+             a named dataset in its authors' layout (fastrft.data.layouts.DATASETS), read
+             like an imagefolder; never picked by "auto"
 
 Each .beton holds two fields, ``image`` (RGBImageField, raw pixels or JPEG) and ``label``
 (IntField). Every image is decoded once in this process before writing: FFCV's writer
@@ -34,9 +37,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from fastrft.data.layouts import DATASETS, dataset_files
 from fastrft.data.sources import IMAGE_SUFFIXES
 
-SourceName = Literal["auto", "imagefolder", "cifar", "npz"]
+SourceName = Literal[
+    "auto", "imagefolder", "cifar", "npz", "cub", "aircraft", "caltech256", "imagenette"
+]
 _CIFAR10_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 
 
@@ -155,6 +161,19 @@ def _imagefolder(root: Path) -> tuple[_FileSplit, _FileSplit | None]:
     return _FileSplit(*_class_files(root, _class_names(root))), None
 
 
+def _layout(name: str) -> Callable[[Path], tuple[_FileSplit, _FileSplit | None]]:
+    """A reader for a named dataset layout; an empty val list means no split of its own."""
+
+    def read(root: Path) -> tuple[_FileSplit, _FileSplit | None]:
+        def split(files: list[tuple[Path, int]]) -> _FileSplit:
+            return _FileSplit([p for p, _ in files], np.asarray([y for _, y in files], np.int64))
+
+        train, val, _ = dataset_files(name, root)
+        return split(train), (split(val) if val else None)
+
+    return read
+
+
 def _unpickle(path: Path) -> dict[bytes, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: CIFAR batch file not found")
@@ -257,6 +276,7 @@ def _load_source(src: Path, source: str) -> tuple[_Split, _Split | None]:
         "imagefolder": _imagefolder,
         "cifar": _cifar,
         "npz": _npz,
+        **{name: _layout(name) for name in DATASETS},
     }
     if kind not in readers:
         raise ValueError(f"source must be one of auto, {', '.join(readers)}; got {source!r}")
@@ -413,9 +433,11 @@ def convert(
     """Write ``<out>.train.beton`` and ``<out>.val.beton`` from an image dataset.
 
     src: a .npz file, a CIFAR python-batch folder or an ImageFolder root (see the module
-    docstring); ``source="auto"`` tells them apart. out: a path stem (a trailing ".beton" is
-    dropped). The source's own train/val split is kept, in its order; without one, a seeded
-    ``val_fraction`` split (the same draw as fastrft.data.sources), each part in source order.
+    docstring); ``source="auto"`` tells them apart. Or the root of a dataset named in
+    fastrft.data.layouts.DATASETS, with ``source=`` its name. out: a path stem (a trailing
+    ".beton" is dropped). The source's own train/val split is kept, in its order; without
+    one, a seeded ``val_fraction`` split (the same draw as fastrft.data.sources), each part
+    in source order.
     mode: "raw" stores exact pixels, "jpg" JPEG at ``jpeg_quality``. max_side: shrink images
     whose longer side exceeds it, keeping aspect. on_bad_image: "error" raises a ValueError
     naming the first unreadable image; "skip" drops them and warns with the count.
