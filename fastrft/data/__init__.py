@@ -1,17 +1,25 @@
 """Data: sources, converters to FFCV .beton files, the FFCV and in-memory loaders, and
-augmentation on the device."""
+augmentation on the device.
 
-from .augment import Augment
-from .loaders import Loaders, build_loaders
-from .memory import InMemoryLoader
-from .sources import Dataset, Split, load_dataset
+Exports load on first use (PEP 562), so `fastrft.data.layouts`, which the CLI reads to build
+its help, does not pull in torch."""
 
-__all__ = [
-    "Augment",
-    "Dataset",
-    "InMemoryLoader",
-    "Loaders",
-    "Split",
-    "build_loaders",
-    "load_dataset",
-]
+from importlib import import_module
+
+_EXPORTS = {
+    "Augment": "augment",
+    "Dataset": "sources",
+    "InMemoryLoader": "memory",
+    "Loaders": "loaders",
+    "Split": "sources",
+    "build_loaders": "loaders",
+    "load_dataset": "sources",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -37,8 +37,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from fastrft.data.layouts import DATASETS, dataset_files
-from fastrft.data.sources import IMAGE_SUFFIXES
+from fastrft.data.layouts import DATASETS, IMAGE_SUFFIXES, dataset_files
 
 SourceName = Literal[
     "auto", "imagefolder", "cifar", "npz", "cub", "aircraft", "caltech256", "imagenette"

@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from fastrft.data.sources import IMAGE_SUFFIXES
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
 
 Files = list[tuple[Path, int]]
 """(image path, label) pairs, in the dataset's own order."""

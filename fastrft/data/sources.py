@@ -20,7 +20,7 @@ from torch import Tensor
 from fastrft.config import DataConfig
 from fastrft.toy import toy_images
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+from .layouts import IMAGE_SUFFIXES
 
 
 @dataclass
