@@ -1,21 +1,34 @@
-"""The `fastrft` command: train, eval, demo.
+"""The `fastrft` command: train, eval, data, bench, sweep, report, demo.
 
 fastrft train CONFIG [CONFIG ...] [key=value ...]
 fastrft eval RUN_DIR_OR_CHECKPOINT [--eps-max 8/255] [--attack apgd|pgd|autoattack]
 fastrft demo
 fastrft train --help-config      every config key, its default and what it does
+
+Commands with many options of their own (bench, sweep, report, demo) own their parsers:
+each lives in its module as `main(argv)`, imported only when that command runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from fastrft.data.layouts import DATASETS
 
 EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+
+# command -> (module whose main(argv) runs it, one-line help)
+DELEGATED = {
+    "bench": ("fastrft.bench.cli", "throughput of a robust training step or an attack"),
+    "sweep": ("fastrft.sweep.cli", "run a grid of training runs, resumably"),
+    "report": ("fastrft.report.cli", "tables, statistics and plots from run directories"),
+    "demo": ("fastrft.demo", "the offline robust fine-tuning demo"),
+}
 
 
 def _fraction(text: str) -> float:
@@ -152,16 +165,17 @@ def _parser() -> argparse.ArgumentParser:
     i = dsub.add_parser("info", help="what a .beton file holds")
     i.add_argument("file", help="a .beton file")
 
-    sub.add_parser("demo", help="the offline demo (a short attack example for now)", add_help=False)
+    for name, (_, summary) in DELEGATED.items():
+        sub.add_parser(name, help=summary, add_help=False)
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["demo"]:
-        from fastrft.demo import main as demo
-
-        return demo(argv[1:])
+    if argv[:1] and argv[0] in DELEGATED:
+        module = importlib.import_module(DELEGATED[argv[0]][0])
+        _run(argv[0], lambda: module.main(argv[1:]))
+        return
     parser = _parser()
     # configs and key=value overrides may come before or after the flags
     args, rest = parser.parse_known_args(argv)
@@ -173,13 +187,21 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if positional is not None:
         setattr(args, positional, getattr(args, positional) + rest)
+    command = {"train": _train, "eval": _eval, "data": _data}[args.command]
+    _run(args.command, lambda: command(args))
+
+
+def _run(name: str, command: Callable[[], int | None]) -> None:
+    """Run a subcommand; bad input and interruptions become one line and an exit code.
+
+    A command may also return a non-zero exit code itself (a sweep with failed runs)."""
     from fastrft.config import ConfigError
     from fastrft.engine import TrainingDiverged
 
     try:
-        {"train": _train, "eval": _eval, "data": _data}[args.command](args)
+        code = command()
     except (ConfigError, ValueError, FileNotFoundError) as err:
-        print(f"fastrft {args.command}: error: {err}", file=sys.stderr)
+        print(f"fastrft {name}: error: {err}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     except TrainingDiverged as err:
         print(f"fastrft train: stopped: {err}", file=sys.stderr)
@@ -190,6 +212,8 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
         sys.exit(EXIT_INTERRUPTED)
+    if code:
+        sys.exit(code)
 
 
 def _train(args: argparse.Namespace) -> None:

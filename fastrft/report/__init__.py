@@ -1,0 +1,1 @@
+"""`fastrft report`: the paper's tables, statistics and plots from run directories."""
