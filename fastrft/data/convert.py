@@ -11,18 +11,23 @@ cifar        a CIFAR-10 (data_batch_1..5 + test_batch) or CIFAR-100 (train + tes
              'fine_labels') python-batch folder; test is the val split
 npz          x_train/y_train/x_val/y_val, or images/labels split by val_fraction
              (the same keys as fastrft.data.sources); uint8 NHWC or NCHW
-cub, aircraft, caltech256, imagenette
+cub, aircraft, caltech256, imagenette, cars, dogs
              a named dataset in its authors' layout (fastrft.data.layouts.DATASETS), read
              like an imagefolder; never picked by "auto"
 
 Each .beton holds two fields, ``image`` (RGBImageField, raw pixels or JPEG) and ``label``
-(IntField). Every image is decoded once in this process before writing: FFCV's writer
-waits forever on a worker that raised, so bad files are found (and raised or skipped)
-first. Files are written under a temporary name and renamed when complete.
+(IntField). Beside them, STEM.classes.json records the number of classes and their names
+(null for npz, and for CIFAR without its meta file); ``beton_info`` and the FFCV loader
+then reject a label outside [0, num_classes) naming the file.
+
+Every image is decoded once in this process before writing: FFCV's writer waits forever on
+a worker that raised, so bad files are found (and raised or skipped) first. Files are
+written under a temporary name and renamed when complete.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import pickle
@@ -40,7 +45,16 @@ import torch
 from fastrft.data.layouts import DATASETS, IMAGE_SUFFIXES, dataset_files
 
 SourceName = Literal[
-    "auto", "imagefolder", "cifar", "npz", "cub", "aircraft", "caltech256", "imagenette"
+    "auto",
+    "imagefolder",
+    "cifar",
+    "npz",
+    "cub",
+    "aircraft",
+    "caltech256",
+    "imagenette",
+    "cars",
+    "dogs",
 ]
 _CIFAR10_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 
@@ -85,6 +99,8 @@ class _FileSplit:
 
 
 _Split = _ArraySplit | _FileSplit
+_Source = tuple[_Split, _Split | None, list[str] | None]
+"""(train, val or None without a split of its own, class names by label or None)."""
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -151,24 +167,25 @@ def _class_names(root: Path) -> list[str]:
     return names
 
 
-def _imagefolder(root: Path) -> tuple[_FileSplit, _FileSplit | None]:
+def _imagefolder(root: Path) -> _Source:
     if (root / "train").is_dir():
         classes = _class_names(root / "train")
         train = _FileSplit(*_class_files(root / "train", classes))
         val = _FileSplit(*_class_files(root / "val", classes)) if (root / "val").is_dir() else None
-        return train, val
-    return _FileSplit(*_class_files(root, _class_names(root))), None
+        return train, val, classes
+    classes = _class_names(root)
+    return _FileSplit(*_class_files(root, classes)), None, classes
 
 
-def _layout(name: str) -> Callable[[Path], tuple[_FileSplit, _FileSplit | None]]:
+def _layout(name: str) -> Callable[[Path], _Source]:
     """A reader for a named dataset layout; an empty val list means no split of its own."""
 
-    def read(root: Path) -> tuple[_FileSplit, _FileSplit | None]:
+    def read(root: Path) -> _Source:
         def split(files: list[tuple[Path, int]]) -> _FileSplit:
             return _FileSplit([p for p, _ in files], np.asarray([y for _, y in files], np.int64))
 
-        train, val, _ = dataset_files(name, root)
-        return split(train), (split(val) if val else None)
+        train, val, classes = dataset_files(name, root)
+        return split(train), (split(val) if val else None), classes
 
     return read
 
@@ -202,16 +219,28 @@ def _cifar_batch(path: Path, label_key: bytes, num_classes: int) -> _ArraySplit:
     return _ArraySplit(np.ascontiguousarray(images), _checked_labels(labels, path, num_classes))
 
 
-def _cifar(root: Path) -> tuple[_ArraySplit, _ArraySplit]:
+def _cifar_names(path: Path, key: bytes) -> list[str] | None:
+    """Class names from CIFAR's meta file, None when it is absent."""
+    if not path.is_file():
+        return None
+    meta = _unpickle(path)
+    if key not in meta:
+        raise ValueError(f"{path}: CIFAR meta file lacks {key!r}")
+    return [n.decode() if isinstance(n, bytes) else str(n) for n in meta[key]]
+
+
+def _cifar(root: Path) -> _Source:
     if (root / "data_batch_1").is_file():  # CIFAR-10
         parts = [_cifar_batch(root / name, b"labels", 10) for name in _CIFAR10_BATCHES]
         train = _ArraySplit(
             np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts])
         )
-        return train, _cifar_batch(root / "test_batch", b"labels", 10)
+        val = _cifar_batch(root / "test_batch", b"labels", 10)
+        return train, val, _cifar_names(root / "batches.meta", b"label_names")
     return (
         _cifar_batch(root / "train", b"fine_labels", 100),
         _cifar_batch(root / "test", b"fine_labels", 100),
+        _cifar_names(root / "meta", b"fine_label_names"),
     )
 
 
@@ -246,7 +275,7 @@ def _npz_split(x: np.ndarray, y: np.ndarray, path: Path) -> _ArraySplit:
     return _ArraySplit(images, labels)
 
 
-def _npz(path: Path) -> tuple[_ArraySplit, _ArraySplit | None]:
+def _npz(path: Path) -> _Source:
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
@@ -256,22 +285,23 @@ def _npz(path: Path) -> tuple[_ArraySplit, _ArraySplit | None]:
         return (
             _npz_split(arrays["x_train"], arrays["y_train"], path),
             _npz_split(arrays["x_val"], arrays["y_val"], path),
+            None,
         )
     if all(k in arrays for k in ("images", "labels")):
-        return _npz_split(arrays["images"], arrays["labels"], path), None
+        return _npz_split(arrays["images"], arrays["labels"], path), None, None
     raise ValueError(
         f"{path}: expected arrays x_train, y_train, x_val, y_val or images, labels; "
         f"found {sorted(arrays)}"
     )
 
 
-def _load_source(src: Path, source: str) -> tuple[_Split, _Split | None]:
+def _load_source(src: Path, source: str) -> _Source:
     if not src.exists():
         raise FileNotFoundError(f"{src}: no such file or folder")
     if src.is_dir() and not any(src.iterdir()):
         raise ValueError(f"{src}: folder is empty")
     kind = detect_source(src) if source == "auto" else source
-    readers: dict[str, Callable[[Path], tuple[_Split, _Split | None]]] = {
+    readers: dict[str, Callable[[Path], _Source]] = {
         "imagefolder": _imagefolder,
         "cifar": _cifar,
         "npz": _npz,
@@ -280,6 +310,10 @@ def _load_source(src: Path, source: str) -> tuple[_Split, _Split | None]:
     if kind not in readers:
         raise ValueError(f"source must be one of auto, {', '.join(readers)}; got {source!r}")
     return readers[kind](src)
+
+
+def _largest_label(*splits: _Split | None) -> int:
+    return max((int(s.labels.max()) for s in splits if s is not None and len(s)), default=-1)
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -440,11 +474,13 @@ def convert(
     mode: "raw" stores exact pixels, "jpg" JPEG at ``jpeg_quality``. max_side: shrink images
     whose longer side exceeds it, keeping aspect. on_bad_image: "error" raises a ValueError
     naming the first unreadable image; "skip" drops them and warns with the count.
+    Also writes ``classes_file(...)`` (STEM.classes.json: num_classes, class names or null).
     Returns {"train": path, "val": path}.
     """
     _check_options(mode, jpeg_quality, max_side, workers, on_bad_image)
     src = Path(src)
-    train, val = _load_source(src, source)
+    train, val, classes = _load_source(src, source)
+    num_classes = len(classes) if classes else _largest_label(train, val) + 1
     if val is None:
         train_idx, val_idx = split_indices(len(train), val_fraction, seed)
         train, val = train.subset(train_idx), train.subset(val_idx)
@@ -456,13 +492,16 @@ def convert(
     stem = _stem(out)
     stem.parent.mkdir(parents=True, exist_ok=True)
     final = {name: stem.with_name(f"{stem.name}.{name}.beton") for name in splits}
-    temp = {name: p.with_name(f".{p.name}.{os.getpid()}.tmp") for name, p in final.items()}
+    outputs = {**final, "classes": classes_file(final["train"])}
+    temp = {name: p.with_name(f".{p.name}.{os.getpid()}.tmp") for name, p in outputs.items()}
     opts = {"mode": mode, "jpeg_quality": jpeg_quality, "workers": workers}
     try:
         for name, split in splits.items():
             _write_beton(temp[name], split, {**opts, "name": final[name].name}, progress)
-        for name in splits:
-            os.replace(temp[name], final[name])
+        record = {"num_classes": num_classes, "classes": classes}
+        temp["classes"].write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        for name, path in outputs.items():
+            os.replace(temp[name], path)
     finally:
         for p in temp.values():
             p.unlink(missing_ok=True)
@@ -479,7 +518,7 @@ class BetonInfo:
     path: Path
     num_samples: int
     num_classes: int
-    """max label + 1 (0 for an empty file)"""
+    """from the classes file, else max label + 1 (0 for an empty file)"""
     distinct_labels: int
     min_height: int
     max_height: int
@@ -488,6 +527,8 @@ class BetonInfo:
     mode: str
     """"raw", "jpg" or "mixed" (FFCV's smart/proportion write modes)"""
     file_bytes: int
+    classes_file: Path | None
+    """STEM.classes.json, written beside STEM.train/val.beton by convert; None without one"""
 
     def __str__(self) -> str:
         return (
@@ -498,19 +539,68 @@ class BetonInfo:
         )
 
 
-def _open_reader(path: Path) -> Any:
+def read_beton(path: str | os.PathLike[str]) -> Any:
+    """FFCV's Reader for ``path``, with its failures on bad files turned into errors naming it:
+    FileNotFoundError when it is missing, ValueError when unreadable or truncated."""
     from ffcv.reader import Reader
 
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such .beton file")
     try:
         reader = Reader(str(path))
-    except (AssertionError, ValueError, OSError, IndexError, TypeError) as err:
-        raise ValueError(f"{path}: not a readable .beton file ({err})") from err
+        table = reader.alloc_table
+        end = int((table["ptr"] + table["size"]).max()) if len(table) else 0
+    except Exception as err:  # ffcv raises AssertionError, IndexError, ValueError, ... here
+        raise ValueError(f"{path}: not a readable .beton file ({err!r})") from err
     size = path.stat().st_size
-    if int(reader.header["alloc_table_ptr"]) > size or len(reader.metadata) != reader.num_samples:
+    truncated = int(reader.header["alloc_table_ptr"]) > size or end > size
+    if truncated or len(reader.metadata) != reader.num_samples:
         raise ValueError(f"{path}: truncated or corrupted .beton file (size {size} bytes)")
     return reader
+
+
+def classes_file(beton: str | os.PathLike[str]) -> Path:
+    """Where convert records the classes of STEM.train.beton and STEM.val.beton:
+    STEM.classes.json, {"num_classes": C, "classes": [names by label] or null}."""
+    beton = Path(beton)
+    stem = beton.name.removesuffix(".beton").removesuffix(".train").removesuffix(".val")
+    return beton.with_name(f"{stem}.classes.json")
+
+
+def _read_num_classes(record: Path, beton: Path) -> int:
+    try:
+        num_classes = json.loads(record.read_text(encoding="utf-8"))["num_classes"]
+    except (ValueError, KeyError, TypeError, OSError) as err:
+        raise ValueError(f"{record}: unreadable classes file of {beton} ({err!r})") from err
+    if not isinstance(num_classes, int) or num_classes < 0:
+        raise ValueError(f"{record}: num_classes must be an integer >= 0, not {num_classes!r}")
+    return num_classes
+
+
+def _checked_num_classes(path: Path, labels: np.ndarray) -> tuple[int, Path | None]:
+    """(C, the classes file it came from or None) for a .beton's labels: C is recorded in its
+    classes file (see classes_file) when there is one, else the largest label + 1.
+
+    Raises ValueError naming the file when a label lies outside [0, C), which would otherwise
+    train against the wrong class, or index out of the classifier's range on the GPU.
+    """
+    record = classes_file(path)
+    recorded = record.is_file()
+    if recorded:
+        num_classes, why = _read_num_classes(record, path), f"the classes recorded in {record}"
+    else:
+        num_classes = int(labels.max()) + 1 if len(labels) else 0
+        why = "C = largest label + 1"
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(
+            f"{path}: label {int(labels[i])} of sample {i} is outside [0, {num_classes}) "
+            f"({why}); {len(bad)} such label(s) in all. Was it written for another class "
+            "list, or damaged?"
+        )
+    return num_classes, record if recorded else None
 
 
 def _field(reader: Any, kind: type, path: Path) -> str:
@@ -533,18 +623,20 @@ def beton_info(path: str | os.PathLike[str]) -> BetonInfo:
     """Sample count, classes, image size range, storage mode and size of a .beton file.
 
     Raises FileNotFoundError when it is missing and ValueError naming it when it is not a
-    readable .beton with an RGBImageField and an IntField (a truncated file, for one).
+    readable .beton with an RGBImageField and an IntField (a truncated file, for one), or
+    when a label lies outside [0, num_classes) (see _checked_num_classes).
     """
     from ffcv.fields import IntField, RGBImageField
 
     path = Path(path)
-    reader = _open_reader(path)
+    reader = read_beton(path)
     meta = reader.metadata
     images = meta[_field(reader, RGBImageField, path)]
     labels = np.asarray(meta[_field(reader, IntField, path)])
     if len(images) and int(images["data_ptr"].max()) >= int(reader.header["alloc_table_ptr"]):
         raise ValueError(f"{path}: corrupted .beton file (image data past the allocation table)")
     empty = len(labels) == 0
+    num_classes, record = _checked_num_classes(path, labels)
 
     def span(key: str) -> tuple[int, int]:
         return (0, 0) if empty else (int(images[key].min()), int(images[key].max()))
@@ -553,7 +645,7 @@ def beton_info(path: str | os.PathLike[str]) -> BetonInfo:
     return BetonInfo(
         path=path,
         num_samples=int(reader.num_samples),
-        num_classes=0 if empty else int(labels.max()) + 1,
+        num_classes=num_classes,
         distinct_labels=len(np.unique(labels)),
         min_height=h0,
         max_height=h1,
@@ -561,7 +653,16 @@ def beton_info(path: str | os.PathLike[str]) -> BetonInfo:
         max_width=w1,
         mode="none" if empty else _storage_mode(images["mode"]),
         file_bytes=path.stat().st_size,
+        classes_file=record,
     )
 
 
-__all__: Sequence[str] = ["BetonInfo", "beton_info", "convert", "detect_source", "split_indices"]
+__all__: Sequence[str] = [
+    "BetonInfo",
+    "beton_info",
+    "classes_file",
+    "convert",
+    "detect_source",
+    "read_beton",
+    "split_indices",
+]

@@ -2,7 +2,11 @@
 
 Same interface and semantics as :class:`fastrft.data.memory.InMemoryLoader`: iterate (x, y)
 with x float32 pixels in [0, 1] (N, 3, img_size, img_size) and y int64 labels, on ``device``;
-``len()``, ``set_epoch(epoch)``, ``num_samples``.
+``len()``, ``set_epoch(epoch)``, ``num_samples``; ``info`` (:class:`BetonInfo`) describes the
+file. Opening one reads its header and label column (no image): a truncated file or a label
+outside [0, num_classes) is a ValueError naming the file, never a wrong label. num_classes is
+the count `fastrft data convert` records beside the file (STEM.classes.json); without that
+record it is the largest label + 1, so only a negative label can be caught.
 
 FFCV 1.0.2 is unmaintained and its numba-compiled pipelines accept only its own operations, so
 the pipeline stops at uint8 NCHW on the device and the rest happens here, in torch:
@@ -68,25 +72,6 @@ def _import_ffcv() -> Any:
     return ffcv
 
 
-def _read_beton(path: Path) -> Any:
-    """FFCV's Reader for ``path``, with its failures on bad files turned into ValueError."""
-    from ffcv.reader import Reader
-
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such .beton file")
-    try:
-        reader = Reader(str(path))
-        table = reader.alloc_table
-        end = int((table["ptr"] + table["size"]).max()) if len(table) else 0
-    except Exception as e:  # ffcv raises AssertionError, IndexError, ValueError, ... here
-        raise ValueError(f"{path}: not a readable FFCV .beton file ({e!r})") from e
-    if reader.num_samples == 0 or len(reader.metadata) != reader.num_samples:
-        raise ValueError(f"{path}: not a readable FFCV .beton file (no samples or truncated)")
-    if end > os.path.getsize(path):
-        raise ValueError(f"{path}: truncated .beton file (data ends past the end of the file)")
-    return reader
-
-
 def _fields(reader: Any, path: Path) -> tuple[str, str]:
     """Names of the (RGBImageField, IntField) pair in the file."""
     from ffcv.fields import IntField, RGBImageField
@@ -121,13 +106,17 @@ class FfcvLoader:
         crop_scale: tuple[float, float] = TRAIN_CROP_SCALE,
     ) -> None:
         _import_ffcv()
+        from .convert import beton_info, read_beton
+
         self.path = Path(path)
-        reader = _read_beton(self.path)
+        self.info = beton_info(self.path)  # a bad file or a label outside [0, C) raises here
+        if self.info.num_samples == 0:
+            raise ValueError(f"{self.path}: the .beton file holds no samples")
         self.batch_size, self.train, self.device = batch_size, train, torch.device(device)
         self.img_size, self.seed, self.augment = img_size, seed, augment
         self.channels_last, self.rank, self.world_size = channels_last, rank, world_size
         self.workers, self.crop_scale = workers, crop_scale
-        self._fields = _fields(reader, self.path)
+        self._fields = _fields(read_beton(self.path), self.path)
         self._loader = self._build()
         self.epoch = 0
         if train and len(self._loader) == 0:

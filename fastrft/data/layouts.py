@@ -6,16 +6,18 @@
 ``DATASETS`` maps each supported name to a description of the layout it expects (used in the
 docs and in the ValueError raised when a root does not match). fastrft.data.convert accepts
 these names as ``source=``. A dataset without an official split returns an empty val list;
-the converter then draws its seeded ``val_fraction`` split.
-
-Not yet supported: Stanford Cars and Stanford Dogs, which ship their annotations as MATLAB
-.mat files.
+the converter then draws its seeded ``val_fraction`` split. Stanford Cars and Dogs ship their
+annotations as MATLAB .mat files, read with ``scipy.io.loadmat``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # numpy is imported on use: `fastrft --help` imports this module
+    import numpy as np
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -44,6 +46,21 @@ DATASETS: dict[str, str] = {
     "imagenette": (
         "Imagenette: ROOT/train/<wnid>/*.JPEG and ROOT/val/<wnid>/*.JPEG (an ImageFolder with "
         "its own split); class names are the wnids"
+    ),
+    "cars": (
+        "Stanford Cars (196 classes), as its authors ship it: ROOT/cars_train/*.jpg, "
+        "ROOT/cars_test/*.jpg, ROOT/devkit/cars_meta.mat (class_names), "
+        "ROOT/devkit/cars_train_annos.mat and the test labels "
+        "cars_test_annos_withlabels.mat in ROOT or ROOT/devkit (struct 'annotations' with "
+        "fields fname and class, 1-based; the devkit's cars_test_annos.mat has no labels); "
+        "test is val. An ImageFolder re-packaging is read by --source imagefolder "
+        "(ROOT/train/<class>/ and ROOT/val/<class>/: rename its test/ to val/)"
+    ),
+    "dogs": (
+        "Stanford Dogs (120 classes): ROOT/Images/<wnid-breed>/*.jpg, "
+        "ROOT/lists/train_list.mat and ROOT/lists/test_list.mat (or both in ROOT) with "
+        "file_list (paths under Images/) and labels (1-based); class names are the "
+        "<wnid-breed> folders; test is val"
     ),
 }
 
@@ -168,11 +185,141 @@ def _imagenette(root: Path) -> tuple[Files, Files, list[str]]:
     return part(train_dir), part(val_dir), classes
 
 
+def _first_file(name: str, root: Path, candidates: list[Path]) -> Path:
+    """The first of candidates that exists; else an error naming them all."""
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise _fail(name, root, f"missing file {' or '.join(str(p) for p in candidates)}")
+
+
+def _mat_array(name: str, root: Path, path: Path, key: str) -> np.ndarray:
+    """Variable ``key`` of a MATLAB file as a flat array: 1xN and Nx1 read the same."""
+    import numpy as np
+    from scipy.io import loadmat
+
+    # loadmat's defaults (squeeze_me=False, struct_as_record=True) keep every value an array,
+    # even 1x1 ones, and structs as record arrays; _mat_scalar unwraps the cells
+    _need_file(name, root, path)
+    try:
+        variables = loadmat(path)
+    except Exception as err:  # damaged files raise MatReadError, IndexError, ValueError, ...
+        raise _fail(name, root, f"{path} is not a readable .mat file ({err!r})") from err
+    if key not in variables:
+        found = ", ".join(k for k in variables if not k.startswith("__")) or "none"
+        raise _fail(name, root, f"{path} has no variable {key!r} (it has: {found})")
+    return np.asarray(variables[key]).reshape(-1)
+
+
+def _mat_scalar(name: str, root: Path, value: Any, where: str) -> Any:
+    """The one Python value inside MATLAB's nested 1x1 wrappers (a cell, a char array)."""
+    import numpy as np
+
+    while isinstance(value, np.ndarray):
+        if value.size != 1:
+            raise _fail(name, root, f"{where}: expected one value, got shape {value.shape}")
+        value = value.reshape(-1)[0]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _mat_label(name: str, root: Path, value: Any, where: str, num_classes: int | None) -> int:
+    """A 1-based MATLAB class number (at most num_classes, when given) as a 0-based label."""
+    number = _mat_scalar(name, root, value, where)
+    whole = isinstance(number, int) or (isinstance(number, float) and number.is_integer())
+    whole = whole and number >= 1
+    if not whole or (num_classes is not None and number > num_classes):
+        span = f"1..{num_classes}" if num_classes is not None else "1, 2, ..."
+        raise _fail(name, root, f"{where}: class {number!r} is not a class number in {span}")
+    return int(number) - 1
+
+
+def _mat_records(
+    name: str, root: Path, path: Path, key: str, fields: tuple[str, ...]
+) -> np.ndarray:
+    """The struct array ``key`` of a MATLAB file, after checking it has ``fields``."""
+    records = _mat_array(name, root, path, key)
+    missing = [f for f in fields if f not in (records.dtype.names or ())]
+    if missing:
+        raise _fail(name, root, f"{path}: struct {key!r} lacks field(s) {', '.join(missing)}")
+    return records
+
+
+def _cars(root: Path) -> tuple[Files, Files, list[str]]:
+    name = "cars"
+    devkit = root / "devkit"
+    meta = devkit / "cars_meta.mat"
+    names = _mat_array(name, root, meta, "class_names")
+    classes = [str(_mat_scalar(name, root, c, f"{meta} class_names")) for c in names]
+
+    def part(annos: Path, folder: Path) -> Files:
+        records = _mat_records(name, root, annos, "annotations", ("fname", "class"))
+        _need_dir(name, root, folder)
+        out: Files = []
+        for i, record in enumerate(records):
+            where = f"{annos} annotation {i + 1}"
+            label = _mat_label(name, root, record["class"], where, len(classes))
+            fname = str(_mat_scalar(name, root, record["fname"], where))
+            out.append((_existing(name, root, folder / fname), label))
+        return out
+
+    test_annos = [
+        root / "cars_test_annos_withlabels.mat",
+        devkit / "cars_test_annos_withlabels.mat",
+    ]
+    train = part(devkit / "cars_train_annos.mat", root / "cars_train")
+    return train, part(_first_file(name, root, test_annos), root / "cars_test"), classes
+
+
+def _dogs(root: Path) -> tuple[Files, Files, list[str]]:
+    name = "dogs"
+    images = _need_dir(name, root, root / "Images")
+
+    def part(list_name: str) -> list[tuple[str, int]]:
+        path = _first_file(name, root, [root / "lists" / list_name, root / list_name])
+        files = _mat_array(name, root, path, "file_list")
+        labels = _mat_array(name, root, path, "labels")
+        if len(files) != len(labels):
+            raise _fail(name, root, f"{path}: {len(files)} files but {len(labels)} labels")
+        entries = [f"{path} entry {i + 1}" for i in range(len(files))]
+        return [
+            (str(_mat_scalar(name, root, f, where)), _mat_label(name, root, y, where, None))
+            for f, y, where in zip(files, labels, entries, strict=True)
+        ]
+
+    train, test = part("train_list.mat"), part("test_list.mat")
+    classes = _folder_per_label(name, root, train + test)
+
+    def files(pairs: list[tuple[str, int]]) -> Files:
+        return [(_existing(name, root, images / relpath), label) for relpath, label in pairs]
+
+    return files(train), files(test), classes
+
+
+def _folder_per_label(name: str, root: Path, pairs: list[tuple[str, int]]) -> list[str]:
+    """Class names from relative paths: label i's files must all sit in one folder, its own."""
+    folder_of: dict[int, str] = {}
+    for relpath, label in pairs:
+        folder = PurePosixPath(relpath).parent.as_posix()
+        if folder_of.setdefault(label, folder) != folder:
+            raise _fail(
+                name, root, f"label {label + 1} has files in {folder_of[label]} and {folder}"
+            )
+    if sorted(folder_of) != list(range(len(folder_of))):
+        raise _fail(name, root, f"the labels are not 1..{len(folder_of)} without gaps")
+    classes = [folder_of[label] for label in range(len(folder_of))]
+    if len(set(classes)) != len(classes):
+        shared = sorted({c for c in classes if classes.count(c) > 1})
+        raise _fail(name, root, f"folder(s) {', '.join(shared)} hold files of several labels")
+    return classes
+
+
 _READERS: dict[str, Callable[[Path], tuple[Files, Files, list[str]]]] = {
     "cub": _cub,
     "aircraft": _aircraft,
     "caltech256": _caltech256,
     "imagenette": _imagenette,
+    "cars": _cars,
+    "dogs": _dogs,
 }
 
 

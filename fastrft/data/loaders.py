@@ -33,7 +33,6 @@ def build_loaders(
 ) -> Loaders:
     augment = Augment(cfg.hflip, cfg.jitter, cfg.rotation)
     if cfg.source == "beton":
-        from .convert import beton_info
         from .ffcv_loader import FfcvLoader
 
         train_path, val_path = cfg.paths()
@@ -50,8 +49,8 @@ def build_loaders(
             **common,
         )
         val = FfcvLoader(val_path, cfg.eval_batch_size, train=False, **common)
-        classes = max(beton_info(train_path).num_classes, beton_info(val_path).num_classes)
-        return Loaders(train, val, classes)
+        # equal when convert recorded the classes; else each file's largest label + 1
+        return Loaders(train, val, max(train.info.num_classes, val.info.num_classes))
     data = load_dataset(cfg, seed)
     train = InMemoryLoader(
         data.train.images,

@@ -1,6 +1,7 @@
 """Converting ImageFolder, CIFAR and npz sources to .beton files, and reading them back."""
 
 import io
+import json
 import pickle
 from pathlib import Path
 
@@ -13,7 +14,7 @@ Image = pytest.importorskip("PIL.Image")
 from ffcv.reader import Reader  # noqa: E402
 
 from fastrft.data import convert as convert_module  # noqa: E402
-from fastrft.data.convert import beton_info, convert  # noqa: E402
+from fastrft.data.convert import beton_info, classes_file, convert  # noqa: E402
 
 SIZES = [(20, 14), (9, 31), (16, 16), (33, 8)]  # (height, width)
 
@@ -54,6 +55,11 @@ def _read_samples(path: Path):
     return out
 
 
+def _recorded(beton: Path):
+    """The classes file convert wrote beside a .beton, parsed."""
+    return json.loads(classes_file(beton).read_text())
+
+
 def _by_order(truth):
     return [v for _, v in sorted(truth.items(), key=lambda kv: (kv[1][1], kv[0].name))]
 
@@ -82,7 +88,11 @@ def test_imagefolder_raw_round_trips_exactly(folder, tmp_path):
     assert (info.min_height, info.max_height, info.min_width, info.max_width) == (9, 33, 8, 31)
     assert info.mode == "raw" and info.file_bytes == paths["train"].stat().st_size
     assert "12 samples" in str(info)
-    assert sorted((tmp_path / "out").iterdir()) == sorted(paths.values())  # no temporary files
+    record = tmp_path / "out" / "pets.classes.json"
+    assert info.classes_file == record and beton_info(paths["val"]).classes_file == record
+    assert _recorded(paths["val"]) == {"num_classes": 3, "classes": ["cat", "dog", "emu"]}
+    written = sorted([*paths.values(), record])
+    assert sorted((tmp_path / "out").iterdir()) == written  # no temporary files
 
 
 def test_imagefolder_jpg_is_close_and_max_side_is_respected(folder, tmp_path):
@@ -169,7 +179,11 @@ def test_cifar100_is_detected_and_read(tmp_path):
             b"coarse_labels": rng.integers(0, 20, 20).tolist(),
         }
         (root / name).write_bytes(pickle.dumps(data[name]))
+    names = [f"class{i}".encode() for i in range(100)]
+    (root / "meta").write_bytes(pickle.dumps({b"fine_label_names": names}))
     paths = convert(root, tmp_path / "out", progress=False)
+    assert _recorded(paths["train"]) == {"num_classes": 100, "classes": [n.decode() for n in names]}
+    assert beton_info(paths["val"]).num_classes == 100  # recorded, whichever labels occur
     got = _read_samples(paths["val"])
     assert [y for _, y in got] == data["test"][b"fine_labels"]
     assert np.array_equal(np.stack([x for x, _ in got]), _nhwc(data["test"][b"data"]))
@@ -189,6 +203,7 @@ def test_npz_with_own_split_round_trips(tmp_path):
         got = _read_samples(paths[name])
         assert np.array_equal(np.stack([x for x, _ in got]), images), name
         assert [y for _, y in got] == labels.tolist(), name
+    assert _recorded(paths["val"]) == {"num_classes": 4, "classes": None}  # npz: no names
 
 
 def test_seeded_split_is_reproducible_and_disjoint(tmp_path):

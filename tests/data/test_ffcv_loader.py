@@ -187,6 +187,54 @@ def test_bad_inputs(square, tmp_path):
         FfcvLoader(path, N + 1, train=True, device=CPU, img_size=SIZE)
 
 
+def test_a_label_outside_the_classes_names_the_file(tmp_path):
+    """Files written past the converter's checks: a negative label, and a label beyond the
+    classes the converter recorded for the file's stem, fail on opening, not in training."""
+    from ffcv.fields import IntField, RGBImageField
+
+    from fastrft.data.convert import beton_info, convert
+
+    images = np.random.default_rng(2).integers(0, 256, (6, SIZE, SIZE, 3), dtype=np.uint8)
+    fields = {"image": RGBImageField(write_mode="raw"), "label": IntField()}
+
+    def write(path, labels):
+        return _write(path, fields, list(zip(images, labels, strict=True)))
+
+    def expect_error(path, match):  # both ways a run opens a .beton
+        with pytest.raises(ValueError, match=match):
+            beton_info(path)
+        with pytest.raises(ValueError, match=match):
+            FfcvLoader(path, 2, train=False, device=CPU, img_size=SIZE)
+
+    negative = write(tmp_path / "neg.beton", [0, 1, 1, -1, 0, -1])
+    expect_error(negative, r"neg\.beton: label -1 of sample 3 is outside \[0, 2\) .*2 such")
+
+    np.savez(tmp_path / "d.npz", images=images, labels=np.array([0, 1, 2, 0, 1, 2]))
+    paths = convert(tmp_path / "d.npz", tmp_path / "d", progress=False)  # records 3 classes
+    assert beton_info(paths["val"]).num_classes == 3
+    write(paths["val"], [0, 1, 3, 2, 2, 1])
+    recorded = r"\(the classes recorded in .*d\.classes\.json\)"
+    expect_error(
+        paths["val"], rf"d\.val\.beton: label 3 of sample 2 is outside \[0, 3\) {recorded}"
+    )
+
+
+def test_build_loaders_takes_the_recorded_class_count(tmp_path):
+    from fastrft.config import DataConfig
+    from fastrft.data import build_loaders
+    from fastrft.data.convert import convert
+
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 256, (10, SIZE, SIZE, 3), dtype=np.uint8)
+    y_train, y_val = np.arange(8) % 4, np.array([0, 1])  # val alone would say 2 classes
+    np.savez(tmp_path / "d.npz", x_train=x[:8], y_train=y_train, x_val=x[8:], y_val=y_val)
+    convert(tmp_path / "d.npz", tmp_path / "d", progress=False)
+    cfg = DataConfig(source="beton", root=str(tmp_path / "d"), img_size=SIZE, batch_size=4)
+    loaders = build_loaders(cfg, CPU)
+    assert loaders.num_classes == loaders.val.info.num_classes == 4
+    assert loaders.train.num_samples == 8 and loaders.val.num_samples == 2
+
+
 def test_without_ffcv_the_module_imports_and_the_loader_says_how_to_install(monkeypatch, square):
     assert ffcv_available()
     monkeypatch.setitem(sys.modules, "ffcv", None)  # `import ffcv` now raises ImportError
