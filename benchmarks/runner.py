@@ -8,43 +8,26 @@ is meaningful for the eager chains and not at all for interpreted kernels.
 
 from __future__ import annotations
 
-import datetime as _dt
-import os
-import platform
-import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+from fastrft.bench.environment import environment
+from fastrft.bench.timing import Timing, quantiles_ms
+
+__all__ = [
+    "Timing",
+    "bench",
+    "bench_graph",
+    "copy_bandwidth",
+    "environment",
+    "gbps",
+    "quantiles_ms",
+]
+
 QUANTILES = (0.5, 0.2, 0.8)
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Milliseconds per call: median and the 20% / 80% quantiles."""
-
-    median_ms: float
-    p20_ms: float
-    p80_ms: float
-
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-
-def quantiles_ms(times_s: list[float]) -> Timing:
-    """Median and 20/80% quantiles of per-call times in seconds, as a Timing in ms."""
-    ms = sorted(t * 1e3 for t in times_s)
-    if len(ms) == 1:
-        return Timing(ms[0], ms[0], ms[0])
-    q = statistics.quantiles(ms, n=10, method="inclusive")  # deciles: q[1] = 20%, q[7] = 80%
-    return Timing(statistics.median(ms), q[1], q[7])
 
 
 def bench(
@@ -101,67 +84,3 @@ def copy_bandwidth(
     t = bench(lambda: dst.copy_(src), device, **bench_kwargs)
     moved = 2 * src.numel() * src.element_size()
     return gbps(moved, t.median_ms), t, moved
-
-
-def _driver() -> str | None:
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            v = pynvml.nvmlSystemGetDriverVersion()
-        finally:
-            pynvml.nvmlShutdown()
-        return v.decode() if isinstance(v, bytes) else str(v)
-    except Exception:  # no NVML (no GPU, or no nvidia-ml-py): the field says so
-        return None
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip()
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    """Device, driver and versions, the date and the command: stored with every result."""
-    try:
-        import triton
-
-        triton_version = triton.__version__
-    except ImportError:
-        triton_version = None
-    cuda = device.type == "cuda"
-    status = _git("status", "--porcelain")
-    return {
-        "device": torch.cuda.get_device_name(device) if cuda else f"cpu: {_cpu_name()}",
-        "device_count": torch.cuda.device_count() if cuda else 0,
-        "driver": _driver() if cuda else None,
-        "cuda": torch.version.cuda,
-        "torch": torch.__version__,
-        "triton": triton_version,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_threads": torch.get_num_threads(),
-        "triton_interpret": os.environ.get("TRITON_INTERPRET", "0") == "1",
-        # a copy of the tree without .git (the lent GPU machine's) passes it as GIT_COMMIT
-        "git_commit": _git("rev-parse", "HEAD") or os.environ.get("GIT_COMMIT"),
-        "git_dirty": None if status is None else bool(status),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-    }

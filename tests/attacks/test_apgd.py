@@ -5,6 +5,7 @@ import torch
 
 from fastrft.attacks import apgd, apgd_checkpoints
 from fastrft.attacks.losses import dlr
+from fastrft.bench.baseline import apgd_baseline
 from tests.helpers import assert_close, assert_same_trajectory
 
 
@@ -61,65 +62,6 @@ def test_restarts_never_hurt(trained):
     assert (wrong(three) | ~wrong(one)).all(), "a sample fooled by the first run came back"
 
 
-def autoattack_style_apgd(model, x, y, eps, n_iter, rho=0.75):
-    """APGD-CE l_inf written the way AutoAttack's attack_single_run is (boolean indexing,
-    in-place per-sample resets), without random start, with fastrft's documented choice at
-    the first checkpoint (compare with the start point's loss, not with a row of zeros)."""
-    ce = torch.nn.CrossEntropyLoss(reduction="none")
-    n_iter_2, n_iter_min = max(int(0.22 * n_iter), 1), max(int(0.06 * n_iter), 1)
-    size_decr = max(int(0.03 * n_iter), 1)
-    x_adv = x.clone().requires_grad_()
-    loss_indiv = ce(model(x_adv), y)
-    grad = torch.autograd.grad(loss_indiv.sum(), x_adv)[0]
-    x_adv = x_adv.detach()
-    with torch.no_grad():
-        acc = model(x).argmax(1) == y
-    x_best, x_best_adv, grad_best = x_adv.clone(), x_adv.clone(), grad.clone()
-    loss_best = loss_indiv.detach().clone()
-    loss_steps = torch.zeros(n_iter + 1, len(x))
-    loss_steps[0] = loss_best
-    step_size = 2 * eps * torch.ones(len(x), 1, 1, 1)
-    x_adv_old = x_adv.clone()
-    k, counter3 = n_iter_2, 0
-    loss_best_last_check, reduced_last_check = loss_best.clone(), torch.ones_like(loss_best)
-    for i in range(n_iter):
-        grad2 = x_adv - x_adv_old
-        x_adv_old = x_adv.clone()
-        a = 0.75 if i > 0 else 1.0
-        x_adv_1 = x_adv + step_size * torch.sign(grad)
-        x_adv_1 = torch.clamp(torch.min(torch.max(x_adv_1, x - eps), x + eps), 0.0, 1.0)
-        x_adv_1 = torch.clamp(
-            torch.min(torch.max(x_adv + (x_adv_1 - x_adv) * a + grad2 * (1 - a), x - eps), x + eps),
-            0.0,
-            1.0,
-        )
-        x_adv = x_adv_1.requires_grad_()
-        logits = model(x_adv)
-        loss_indiv = ce(logits, y)
-        grad = torch.autograd.grad(loss_indiv.sum(), x_adv)[0]
-        x_adv = x_adv.detach()
-        pred = logits.detach().argmax(1) == y
-        acc = torch.min(acc, pred)
-        x_best_adv[~pred] = x_adv[~pred]
-        y1 = loss_indiv.detach()
-        loss_steps[i + 1] = y1
-        ind = y1 > loss_best
-        x_best[ind], grad_best[ind], loss_best[ind] = x_adv[ind], grad[ind], y1[ind]
-        counter3 += 1
-        if counter3 == k:
-            t = sum((loss_steps[i + 1 - c] > loss_steps[i - c]).float() for c in range(k))
-            fl_osc = (t <= k * rho).float()
-            fl_no_impr = (1.0 - reduced_last_check) * (loss_best_last_check >= loss_best).float()
-            fl_osc = torch.max(fl_osc, fl_no_impr)
-            reduced_last_check, loss_best_last_check = fl_osc.clone(), loss_best.clone()
-            ind = fl_osc > 0
-            step_size[ind] /= 2.0
-            x_adv[ind], grad[ind] = x_best[ind], grad_best[ind]
-            counter3 = 0
-            k = max(k - size_decr, n_iter_min)
-    return torch.where((~acc).view(-1, 1, 1, 1), x_best_adv, x_best)
-
-
 @pytest.mark.parametrize("steps", [7, 10, 25])
 def test_matches_autoattack_structured_reference(trained, steps):
     """Same trajectory, step for step, as an implementation in AutoAttack's own style: checks
@@ -127,5 +69,5 @@ def test_matches_autoattack_structured_reference(trained, steps):
     model, x, y = trained
     x, y = x[:128], y[:128]
     ours = apgd(model, x, y, 4 / 255, steps=steps, random_start=False, backend="torch")
-    theirs = autoattack_style_apgd(model, x, y, 4 / 255, steps)
+    theirs = apgd_baseline(model, x, y, 4 / 255, steps)
     assert_close(ours, theirs, atol=1e-6, what=f"APGD-{steps}")

@@ -1,0 +1,206 @@
+"""`fastrft bench --mode attack`: the attack alone, as a user of fastrft.attacks or of
+`fastrft eval` runs it, side by side with the peers people would otherwise run.
+
+    fastrft fp32 eager   fastrft.attacks in fp32, NCHW, no compile (fused kernels on a GPU)
+    fastrft fast path    + autocast, channels_last, torch.compile, the attack as one CUDA graph
+    torchattacks ...     PGD / PGDL2 / APGD / FFGSM, when torchattacks is installed
+    AutoAttack APGD-CE   pyautoattack's APGDAttack (apgd only), when it is installed
+
+Every variant attacks the same model, batch and budget; each row also gives the robust
+accuracy it reached (predictions in fp32), so a speed-up is never bought with a weaker
+attack. Labels are the model's own clean predictions, so clean accuracy is 100% by
+construction and robust accuracy measures the attack alone; BatchNorm statistics are first
+estimated on random batches, so a randomly initialised model's predictions vary with its
+input. Give --weights for a trained model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from rich.console import Console
+from torch import Tensor, nn
+
+from fastrft.attacks import apgd, fgsm, pgd
+from fastrft.engine.attacker import Attacker
+from fastrft.engine.speed import Speed
+from fastrft.objectives import make_objective
+
+from .ladder import Workload, fresh_model, random_batch, release
+from .telemetry import TelemetrySampler
+from .timing import time_calls, timed
+
+Craft = Callable[[], Tensor]
+
+
+@dataclass
+class Variant:
+    name: str
+    craft: Craft
+    peer: bool
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, w: Workload, batches: int = 4) -> None:
+    """Running statistics from random batches: without them a fresh network's BatchNorm
+    layers in eval mode pass activations that explode or vanish, and every input gets the
+    same prediction."""
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return
+    model.train()
+    for i in range(batches):
+        model(random_batch(replace(w, seed=w.seed + 1 + i), channels_last=False)[0])
+    model.eval()
+
+
+def fastrft_variants(model: nn.Module, x: Tensor, y: Tensor, w: Workload, args) -> list[Variant]:
+    a = w.attack
+    eps = a.eps
+    eager = {
+        "pgd": lambda: pgd(model, x, y, eps, steps=a.steps, norm=a.norm),
+        "apgd": lambda: apgd(model, x, y, eps, steps=a.steps, norm=a.norm),
+        "fgsm": lambda: fgsm(model, x, y, eps, norm=a.norm),
+    }[a.name]
+    fast_model = copy.deepcopy(model)
+    x_fast = x
+    if args.channels_last:
+        fast_model.to(memory_format=torch.channels_last)
+        x_fast = x.contiguous(memory_format=torch.channels_last)
+    net = torch.compile(fast_model) if args.compile else fast_model
+    speed = Speed(
+        w.device,
+        w.amp_dtype,
+        args.channels_last,
+        compile=False,
+        cuda_graphs=w.device.type == "cuda",
+    )
+    attacker = Attacker(net, a, make_objective("madry"), speed)
+    return [
+        Variant("fastrft fp32 eager", eager, peer=False),
+        Variant(f"fastrft fast path ({speed.describe()})", lambda: attacker(x_fast, y, eps), False),
+    ]
+
+
+def peer_variants(model: nn.Module, x: Tensor, y: Tensor, w: Workload) -> list[Variant]:
+    """The installed peers that implement the workload's attack."""
+    a, alpha = w.attack, w.alpha
+    out = []
+    if importlib.util.find_spec("torchattacks"):
+        import torchattacks as ta
+
+        linf = a.norm == "linf"
+        if a.name == "apgd":
+            norm = "Linf" if linf else "L2"
+            attack = ta.APGD(model, norm=norm, eps=a.eps, steps=a.steps, loss="ce")
+        elif a.name == "pgd":
+            attack = (ta.PGD if linf else ta.PGDL2)(model, eps=a.eps, alpha=alpha, steps=a.steps)
+        else:  # FFGSM is FGSM-RS; torchattacks has no l_2 version
+            attack = ta.FFGSM(model, eps=a.eps, alpha=alpha) if linf else None
+        if attack is not None:
+            out.append(Variant(f"torchattacks {type(attack).__name__}", lambda: attack(x, y), True))
+    if a.name == "apgd" and importlib.util.find_spec("pyautoattack"):
+        from pyautoattack.autopgd_base import APGDAttack
+
+        aa = APGDAttack(
+            model,
+            n_iter=a.steps,
+            norm="Linf" if a.norm == "linf" else "L2",
+            eps=a.eps,
+            loss="ce",
+            seed=w.seed,
+            device=w.device,
+        )
+        out.append(Variant("AutoAttack APGD-CE", lambda: aa.perturb(x, y), True))
+    return out
+
+
+@torch.no_grad()
+def robust_accuracy(model: nn.Module, x_adv: Tensor, y: Tensor) -> float:
+    return (model(x_adv.float().contiguous()).argmax(1) == y).float().mean().item()
+
+
+def time_variant(
+    v: Variant, model: nn.Module, y: Tensor, w: Workload, counts: dict[str, int]
+) -> dict[str, Any]:
+    cuda = w.device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(w.device)
+    warmup_s = timed(lambda: [v.craft() for _ in range(max(counts["warmup"], 1))], w.device)
+    with TelemetrySampler(w.device) as sampler:
+        timing, _ = time_calls(v.craft, w.device, calls=counts["calls"], repeats=counts["repeats"])
+    acc = robust_accuracy(model, v.craft(), y)
+    tel = sampler.result
+    images = counts["calls"] * counts["repeats"] * w.batch_size
+    return {
+        "name": v.name,
+        "peer": v.peer,
+        "images_per_s": w.batch_size / (timing.median_ms / 1e3),
+        **timing.as_dict(),
+        "robust_acc": acc,
+        "warmup_s": warmup_s,
+        "peak_memory_gib": torch.cuda.max_memory_allocated(w.device) / 2**30 if cuda else None,
+        **tel.as_dict(),
+        "energy_per_image_j": tel.energy_j / images if tel.energy_j is not None else None,
+    }
+
+
+def bench_attack(args: argparse.Namespace, w: Workload, console: Console) -> dict[str, Any]:
+    gpu = w.device.type == "cuda"
+    counts = {
+        "warmup": args.warmup if args.warmup is not None else 1,
+        "calls": args.iters if args.iters is not None else (3 if gpu else 1),
+        "repeats": args.repeats if args.repeats is not None else 3,
+    }
+    model = fresh_model(w)
+    calibrate_batchnorm(model, w)
+    model.eval()
+    x, _ = random_batch(w, channels_last=False)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    variants = fastrft_variants(model, x, y, w, args) + peer_variants(model, x, y, w)
+    rows = []
+    for v in variants:
+        console.print(f"{v.name} ...", style="dim")
+        rows.append(time_variant(v, model, y, w, counts))
+    release(w.device)
+    for row in rows:
+        for peer in (r for r in rows if r["peer"]):
+            row[f"x {peer['name']}"] = row["images_per_s"] / peer["images_per_s"]
+    return {"rows": rows, "timing": counts, "classes_predicted": int(y.unique().numel())}
+
+
+def columns(part: dict[str, Any]) -> list[tuple[str, str, str]]:
+    peers = [r["name"] for r in part["rows"] if r["peer"]]
+    return [
+        ("attack", "name", ""),
+        ("img/s", "images_per_s", ",.0f"),
+        ("ms/batch", "median_ms", ".1f"),
+        ("robust acc", "robust_acc", ".1%"),
+        *((f"x {p}", f"x {p}", ".2f") for p in peers),
+        ("peak GiB", "peak_memory_gib", ".1f"),
+        ("warm-up s", "warmup_s", ".1f"),
+        ("W", "mean_power_w", ".0f"),
+        ("J/img", "energy_per_image_j", ".3f"),
+    ]
+
+
+def notes(part: dict[str, Any]) -> list[str]:
+    n = part["classes_predicted"]
+    lines = [
+        f"labels: the model's own clean predictions ({n} distinct classes in the batch), so "
+        "clean accuracy is 100% and robust accuracy measures the attack"
+    ]
+    if n == 1:
+        lines.append(
+            "every image got the same prediction: robust accuracy cannot tell the attacks "
+            "apart here; give --weights for a trained model"
+        )
+    if not any(r["peer"] for r in part["rows"]):
+        lines.append("no peers installed: pip install torchattacks pyautoattack (extra `peers`)")
+    return lines

@@ -1,0 +1,374 @@
+"""`fastrft bench`: throughput of a robust training step, rung by rung, against the limit;
+or (--mode attack) of an attack alone, against torchattacks and AutoAttack.
+
+    fastrft bench --preset resnet50                  # the ladder, the limit (GPU)
+    fastrft bench --preset paper                     # + the time a paper run would take
+    fastrft bench --model vit_base_patch16_224 -b 128 --attack pgd --steps 10
+    fastrft bench --mode attack --preset resnet50 --steps 10 -b 256
+    fastrft bench --preset tiny --no-compile         # seconds on a CPU
+    fastrft bench ... --json out.json --csv out.csv --compare old.json
+
+Timing: warm-up calls first (compilation and graph capture happen there and are reported
+as warm-up seconds), then --repeats repeats of --iters back-to-back calls, timed with CUDA
+events (host clock on a CPU); the median and the 20/80% quantiles over repeats. Inputs are
+random pixels. On NVIDIA GPUs, NVML gives power, energy per image, SM clock and utilisation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from fastrft.config import FRACTION, AttackConfig, ConfigError
+
+from .environment import environment
+from .ladder import RUNGS, Rung, Workload, largest_batch_that_fits, run_rung, runnable
+from .limit import measure_limit
+from .output import add_comparison, load_result, print_result, write_csv, write_json
+from .presets import PRESETS
+from .projection import RunShape, project
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+DEFAULTS: dict[str, Any] = {
+    "attack": "apgd",
+    "steps": 7,
+    "eps": 4 / 255,
+    "norm": "linf",
+    "objective": "madry",
+    "num_classes": 1000,
+}
+
+
+def _fraction(text: str) -> float:
+    match = FRACTION.match(text)
+    try:
+        return float(match.group(1)) / float(match.group(2)) if match else float(text)
+    except (ValueError, ZeroDivisionError) as err:
+        raise argparse.ArgumentTypeError(
+            f"expected a number or a fraction such as 4/255, got {text!r}"
+        ) from err
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fastrft bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--mode",
+        choices=("train", "attack"),
+        default="train",
+        help="train: the lever ladder of a training step (default); "
+        "attack: the attack alone, against its peers",
+    )
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="a named workload (explicit flags override it); "
+        "default: resnet50 on a GPU, tiny on a CPU",
+    )
+    w = p.add_argument_group("workload")
+    w.add_argument(
+        "--model", help="any timm model name, or a fastrft registry name (tiny_cnn, small_cnn)"
+    )
+    w.add_argument("--weights", help="a local weights file for the model (default: random init)")
+    w.add_argument("--img-size", type=int, help="input resolution (pixels)")
+    w.add_argument("-b", "--batch-size", type=int, help="images per step")
+    w.add_argument("--num-classes", type=int, help="classifier outputs (default 1000)")
+    w.add_argument("--attack", choices=("pgd", "apgd", "fgsm"), help="default apgd")
+    w.add_argument("--steps", type=int, help="attack steps (default 7)")
+    w.add_argument("--eps", type=_fraction, help="budget, e.g. 4/255 (default)")
+    w.add_argument("--norm", choices=("linf", "l2"), help="threat model (default linf)")
+    w.add_argument(
+        "--objective", choices=("madry", "trades"), help="training objective (default madry)"
+    )
+    s = p.add_argument_group("levers")
+    s.add_argument(
+        "--amp-dtype",
+        choices=sorted(AMP_DTYPES),
+        default="bf16",
+        help="autocast dtype of the rungs from 1 up and of the limit (default bf16)",
+    )
+    s.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="attack mode's fast path: channels_last (default on)",
+    )
+    s.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="compile the model for the limit, rungs 5-6 and the attack fast path "
+        "(--no-compile drops rung 5 and measures the limit eager)",
+    )
+    s.add_argument(
+        "--rungs",
+        help="which rungs to run, e.g. 0-6 or 0,4,6 (default: every rung the device can run)",
+    )
+    s.add_argument("--no-limit", action="store_true", help="skip measuring the limit")
+    r = p.add_argument_group("projection of a whole run")
+    r.add_argument("--images", type=int, help="training images per epoch (preset paper: 6,667)")
+    r.add_argument("--epochs", type=int, help="epochs (preset paper: 50)")
+    t = p.add_argument_group("timing")
+    t.add_argument("--warmup", type=int, help="warm-up calls (default 3 on a GPU, 1 on a CPU)")
+    t.add_argument(
+        "--iters", type=int, help="calls per timed repeat (default 10 on a GPU, 2 on a CPU)"
+    )
+    t.add_argument("--repeats", type=int, help="timed repeats (default 5 on a GPU, 3 on a CPU)")
+    t.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
+    t.add_argument("--seed", type=int, default=0, help="seed of the model and the random batch")
+    o = p.add_argument_group("output")
+    o.add_argument("--json", type=Path, metavar="PATH", help="write the result as JSON")
+    o.add_argument("--csv", type=Path, metavar="PATH", help="write the rows as CSV")
+    o.add_argument(
+        "--compare",
+        type=Path,
+        metavar="OLD.json",
+        help="show images/s against an earlier --json result",
+    )
+    return p
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: this machine has no CUDA GPU; use --device cpu")
+    return device
+
+
+def resolve(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """Explicit flags over the preset over the defaults."""
+    preset = args.preset or ("tiny" if device.type == "cpu" and args.model is None else "resnet50")
+    values = {**DEFAULTS, **PRESETS[preset], "preset": preset}
+    for key in (
+        "model",
+        "img_size",
+        "batch_size",
+        "num_classes",
+        "attack",
+        "steps",
+        "eps",
+        "norm",
+        "objective",
+        "images",
+        "epochs",
+    ):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    for key in ("img_size", "batch_size", "num_classes", "steps"):
+        if values[key] < 1:
+            raise ValueError(f"--{key.replace('_', '-')} must be at least 1, got {values[key]}")
+    if values["objective"] == "trades" and values["attack"] != "pgd":
+        raise ValueError("--objective trades crafts its examples with PGD: add --attack pgd")
+    return values
+
+
+def workload(values: dict[str, Any], args: argparse.Namespace, device: torch.device) -> Workload:
+    try:
+        attack = AttackConfig(
+            name=values["attack"], eps=values["eps"], steps=values["steps"], norm=values["norm"]
+        )
+    except ConfigError as err:
+        raise ValueError(str(err).replace("attack.", "--")) from None
+    return Workload(
+        model=values["model"],
+        img_size=values["img_size"],
+        batch_size=values["batch_size"],
+        num_classes=values["num_classes"],
+        attack=attack,
+        objective=values["objective"],
+        amp_dtype=AMP_DTYPES[args.amp_dtype],
+        device=device,
+        seed=args.seed,
+        weights=args.weights,
+    )
+
+
+def parse_rungs(
+    spec: str | None, device: torch.device, compile: bool
+) -> tuple[list[Rung], list[str]]:
+    """(rungs to run, notes on the ones left out). An explicit request the device or the
+    flags cannot honour is an error; the default quietly leaves such rungs out."""
+    skipped = {r.index: runnable(r, device) for r in RUNGS}
+    if not compile:
+        skipped[5] = skipped[5] or "--no-compile"
+    if spec is None:
+        chosen = [r.index for r in RUNGS]
+    else:
+        chosen = []
+        try:
+            for part in spec.split(","):
+                lo, _, hi = part.partition("-")
+                chosen += range(int(lo), int(hi or lo) + 1)
+        except ValueError:
+            raise ValueError(
+                f"--rungs: expected numbers and ranges such as 0-6 or 0,4,6, got {spec!r}"
+            ) from None
+        bad = [i for i in chosen if not 0 <= i < len(RUNGS)]
+        if bad:
+            raise ValueError(
+                f"--rungs: rung {bad[0]} does not exist; the rungs are 0-{len(RUNGS) - 1}"
+            )
+        refused = [i for i in chosen if skipped[i]]
+        if refused:
+            i = refused[0]
+            raise ValueError(
+                f"--rungs: rung {i} cannot run here ({skipped[i]}); leave it out of --rungs"
+            )
+    rungs = [RUNGS[i] for i in sorted(set(chosen)) if not skipped[i]]
+    notes = [f"rung {i} skipped: {why}" for i, why in skipped.items() if why and spec is None]
+    return rungs, notes
+
+
+def timing_counts(args: argparse.Namespace, device: torch.device) -> dict[str, int]:
+    gpu = device.type == "cuda"
+    counts = {
+        "warmup": args.warmup if args.warmup is not None else (3 if gpu else 1),
+        "calls": args.iters if args.iters is not None else (10 if gpu else 2),
+        "repeats": args.repeats if args.repeats is not None else (5 if gpu else 3),
+    }
+    if counts["warmup"] < 0 or counts["calls"] < 1 or counts["repeats"] < 1:
+        raise ValueError("--warmup must be >= 0, --iters and --repeats >= 1")
+    return counts
+
+
+def run_ladder(
+    w: Workload, rungs: list[Rung], counts: dict[str, int], console: Console
+) -> list[dict[str, Any]]:
+    rows = []
+    for rung in rungs:
+        console.print(f"rung {rung.index}: {rung.name(w.amp_dtype)} ...", style="dim")
+        try:
+            result = run_rung(rung, w, **counts)
+        except torch.cuda.OutOfMemoryError:
+            fit = largest_batch_that_fits(rung, w)
+            total = torch.cuda.get_device_properties(w.device).total_memory / 2**30
+            hint = (
+                f"the largest that fit: {fit}; rerun with -b {fit}"
+                if fit
+                else "not even a batch of 1 fits"
+            )
+            raise ValueError(
+                f"batch {w.batch_size} does not fit in the GPU's {total:.0f} GiB at rung "
+                f"{rung.index} ({rung.name(w.amp_dtype)}): {hint}"
+            ) from None
+        rows.append(result.as_dict())
+    return rows
+
+
+TRAIN_COLUMNS = [
+    ("rung", "name", ""),
+    ("img/s", "images_per_s", ",.0f"),
+    ("ms/step", "median_ms", ".1f"),
+    ("p20-p80 ms", "spread", ""),
+    ("peak GiB", "peak_memory_gib", ".1f"),
+    ("x baseline", "speedup", ".2f"),
+    ("of limit", "fraction_of_limit", ".0%"),
+    ("warm-up s", "warmup_s", ".1f"),
+    ("W", "mean_power_w", ".0f"),
+    ("J/img", "energy_per_image_j", ".3f"),
+    ("SM MHz", "sm_clock_mhz", ".0f"),
+    ("util %", "utilization_pct", ".0f"),
+]
+
+
+def finish_rows(rows: list[dict[str, Any]], floor_ms: float | None) -> None:
+    base = next((r["images_per_s"] for r in rows if r["rung"] == 0), None)
+    for r in rows:
+        r["spread"] = f"{r['p20_ms']:.1f}-{r['p80_ms']:.1f}"
+        r["speedup"] = r["images_per_s"] / base if base else None
+        r["fraction_of_limit"] = floor_ms / r["median_ms"] if floor_ms else None
+
+
+def train_notes(result: dict[str, Any]) -> list[str]:
+    notes = list(result["skipped"])
+    limit = result["limit"]
+    if limit:
+        kind = "compiled" if limit["compiled"] else "eager (--no-compile)"
+        notes.append(
+            f"limit ({kind}, {result['workload']['amp']}, channels_last): "
+            f"T_train {limit['t_train_ms']:.2f} ms"
+            f" + {limit['k_grad']} x T_grad {limit['t_grad_ms']:.2f} ms"
+            + (f" + {limit['k_fwd']} x T_fwd {limit['t_fwd_ms']:.2f} ms" if limit["k_fwd"] else "")
+            + f" = {limit['floor_ms']:.2f} ms per step"
+        )
+    proj = result.get("projection")
+    if proj:
+        notes.append(
+            f"a run of {proj['images']:,} images x {proj['epochs']} epochs at the top rung's speed "
+            f"(training only): RFT-fix {proj['fix_s'] / 60:.1f} min, Epsilon-Scheduling (hinge, "
+            f"{proj['clean_epochs']} epochs at eps 0) {proj['hinge_s'] / 60:.1f} min"
+        )
+    return notes
+
+
+def bench_train(
+    args: argparse.Namespace, values: dict[str, Any], w: Workload, console: Console
+) -> dict[str, Any]:
+    rungs, skipped = parse_rungs(args.rungs, w.device, args.compile)
+    counts = timing_counts(args, w.device)
+    rows = run_ladder(w, rungs, counts, console)
+    limit = None
+    if not args.no_limit:
+        console.print("limit: T_train, T_grad, T_fwd ...", style="dim")
+        limit = measure_limit(w, compile=args.compile, **counts).as_dict()
+    finish_rows(rows, limit["floor_ms"] if limit else None)
+    projection = None
+    if values.get("images") and values.get("epochs") and rows:
+        top = rows[-1]
+        shape = RunShape.paper(values["images"], values["epochs"])
+        clean_ms = limit["t_train_ms"] if limit else None
+        projection = {
+            **vars(shape),
+            **project(shape, top["images_per_s"], clean_ms, w.batch_size).as_dict(),
+        }
+    return {
+        "rows": rows,
+        "limit": limit,
+        "projection": projection,
+        "skipped": skipped,
+        "timing": counts,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    # a file or a CI log gets the whole table rather than 80 squeezed columns
+    console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+    device = resolve_device(args.device)
+    values = resolve(args, device)
+    w = workload(values, args, device)
+    if args.compare is not None:
+        old = load_result(args.compare)  # a bad file fails now, not after minutes of timing
+    if args.mode == "attack":
+        from .attack import bench_attack, columns, notes
+
+        part = bench_attack(args, w, console)
+        cols, lines = columns(part), notes(part)
+    else:
+        part = bench_train(args, values, w, console)
+        cols, lines = TRAIN_COLUMNS, train_notes({**part, "workload": {"amp": args.amp_dtype}})
+    result = {
+        "mode": args.mode,
+        "environment": environment(device),
+        "workload": {**values, "amp": args.amp_dtype, "describe": w.describe()},
+        **part,
+    }
+    if args.compare is not None:
+        add_comparison(result["rows"], old)
+        cols = [*cols, (f"vs {args.compare.name}", "vs_old", ".2f")]
+    print_result(console, f"fastrft bench --mode {args.mode}", result, cols, lines)
+    if args.json:
+        write_json(result, args.json)
+    if args.csv:
+        write_csv(result["rows"], args.csv)
+    return 0

@@ -1,0 +1,271 @@
+"""The lever ladder: one robust training step built seven ways, each rung adding one lever.
+
+    0  eager fp32 NCHW, the attack a user writes today (fastrft.bench.baseline), then AdamW
+    1  + bf16 autocast            (or --amp-dtype)
+    2  + channels_last            (model and batch)
+    3  + frozen parameters        (requires_grad off while the attack runs)
+    4  + fused kernels            (fastrft.attacks through the engine's Attacker)
+    5  + torch.compile            (the model; the attack loop stays eager, see DESIGN.md)
+    6  + CUDA graphs              (the whole k-step attack replayed as one graph)
+
+A step is: craft x_adv (the model in eval mode, as attack libraries run it), the objective's
+loss on it in train mode, backward, optimizer step. Inputs are random pixels and labels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fastrft.attacks.core import attack_mode
+from fastrft.attacks.losses import attack_loss
+from fastrft.config import AttackConfig
+from fastrft.engine.attacker import Attacker
+from fastrft.engine.speed import Speed
+from fastrft.models import build_model
+from fastrft.objectives import Objective, make_objective
+
+from .baseline import apgd_baseline, fgsm_baseline, pgd_baseline
+from .telemetry import Telemetry, TelemetrySampler
+from .timing import Timing, time_calls, timed
+
+LEVERS = ("amp", "channels_last", "freeze", "fused", "compile", "graphs")
+RUNG_NAMES = (
+    "eager fp32 (baseline)",
+    "+ {amp} autocast",
+    "+ channels_last",
+    "+ frozen params",
+    "+ fused kernels",
+    "+ torch.compile",
+    "+ CUDA graphs",
+)
+AMP_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What one step processes: the model, the batch and the attack."""
+
+    model: str
+    img_size: int
+    batch_size: int
+    num_classes: int
+    attack: AttackConfig
+    objective: str
+    amp_dtype: torch.dtype
+    device: torch.device
+    seed: int = 0
+    weights: str | None = None
+    """A local weights file for the model (random initialisation without one)."""
+
+    @property
+    def alpha(self) -> float:
+        """The step size the baseline uses: the same default as fastrft's attacks."""
+        a = self.attack
+        if a.alpha is not None:
+            return a.alpha
+        return 1.25 * a.eps if a.name == "fgsm" else 2.5 * a.eps / a.steps
+
+    def describe(self) -> str:
+        a = self.attack
+        steps = "" if a.name == "fgsm" else f"-{a.steps}"
+        return (
+            f"{self.model} {self.img_size}px batch {self.batch_size}, "
+            f"{a.name.upper()}{steps} eps {a.eps * 255:g}/255, {self.objective}"
+        )
+
+
+@dataclass(frozen=True)
+class Rung:
+    index: int
+
+    def has(self, lever: str) -> bool:
+        return self.index > LEVERS.index(lever)
+
+    def name(self, amp_dtype: torch.dtype) -> str:
+        return RUNG_NAMES[self.index].format(amp=AMP_NAMES[amp_dtype])
+
+
+RUNGS = tuple(Rung(i) for i in range(len(RUNG_NAMES)))
+
+
+def runnable(rung: Rung, device: torch.device) -> str | None:
+    """None if the device can run the rung, else why not."""
+    if rung.has("graphs") and device.type != "cuda":
+        return "CUDA graphs need a CUDA GPU"
+    return None
+
+
+@dataclass
+class RungResult:
+    rung: int
+    name: str
+    timing: Timing
+    images_per_s: float
+    warmup_s: float
+    peak_memory_gib: float | None
+    telemetry: Telemetry
+    energy_per_image_j: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in vars(self).items() if k not in ("timing", "telemetry")}
+        return {**d, **self.timing.as_dict(), **self.telemetry.as_dict()}
+
+
+def fresh_model(w: Workload) -> nn.Module:
+    """The workload's model (its weights file, or a seeded random initialisation), on its
+    device."""
+    torch.manual_seed(w.seed)
+    model = build_model(w.model, w.num_classes, weights=w.weights, img_size=w.img_size)
+    return model.to(w.device)
+
+
+def random_batch(w: Workload, channels_last: bool) -> tuple[Tensor, Tensor]:
+    g = torch.Generator(device=w.device).manual_seed(w.seed)
+    x = torch.rand(w.batch_size, 3, w.img_size, w.img_size, device=w.device, generator=g)
+    y = torch.randint(w.num_classes, (w.batch_size,), device=w.device, generator=g)
+    return (x.contiguous(memory_format=torch.channels_last) if channels_last else x), y
+
+
+def autocast(w: Workload, on: bool) -> Callable[[], contextlib.AbstractContextManager]:
+    if not on:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(w.device.type, dtype=w.amp_dtype)
+
+
+def _baseline_attack(
+    rung: Rung, w: Workload, objective: Objective
+) -> Callable[[nn.Module, Tensor, Tensor], Tensor]:
+    """The user's own loop: model in eval mode, parameters frozen only from rung 3."""
+    a, amp = w.attack, autocast(w, rung.has("amp"))
+    loss_fn = attack_loss(objective.attack_loss, targeted=False)
+
+    def craft(net: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        target = objective.attack_target(net, x, y)
+        with attack_mode(net, "eval", freeze=rung.has("freeze")), amp():
+            if a.name == "apgd":
+                return apgd_baseline(net, x, target, a.eps, a.steps)
+            if a.name == "fgsm":
+                return fgsm_baseline(net, x, target, a.eps, w.alpha, loss_fn)
+            return pgd_baseline(net, x, target, a.eps, w.alpha, a.steps, loss_fn)
+
+    return craft
+
+
+def _fused_attack(
+    rung: Rung, w: Workload, objective: Objective, net: nn.Module
+) -> Callable[[nn.Module, Tensor, Tensor], Tensor]:
+    """fastrft's attack exactly as the training engine runs it."""
+    speed = Speed(
+        w.device,
+        w.amp_dtype if rung.has("amp") else None,
+        rung.has("channels_last"),
+        compile=False,  # the engine hands the attacker a model compiled already
+        cuda_graphs=rung.has("graphs"),
+    )
+    attacker = Attacker(net, w.attack, objective, speed)
+    return lambda net, x, y: attacker(x, objective.attack_target(net, x, y), w.attack.eps)
+
+
+def training_step(rung: Rung, w: Workload) -> Callable[[], None]:
+    """One robust training step of the rung, on a fresh model and a fixed random batch."""
+    model = fresh_model(w)
+    channels_last = rung.has("channels_last")
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    net = torch.compile(model) if rung.has("compile") else model
+    x, y = random_batch(w, channels_last)
+    objective = make_objective(w.objective)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    amp = autocast(w, rung.has("amp"))
+    craft = (
+        _fused_attack(rung, w, objective, net)
+        if rung.has("fused")
+        else _baseline_attack(rung, w, objective)
+    )
+
+    def step() -> None:
+        x_adv = craft(net, x, y)
+        with amp():
+            loss, _ = objective.loss(net, x, y, x_adv)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    net.train()
+    return step
+
+
+def release(device: torch.device) -> None:
+    """Free what a rung left behind (models, graphs, compiled code) before the next one."""
+    gc.collect()
+    torch._dynamo.reset()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def measure(
+    step: Callable[[], None],
+    w: Workload,
+    *,
+    warmup: int,
+    calls: int,
+    repeats: int,
+) -> tuple[Timing, float, float | None, Telemetry, float | None]:
+    """(timing, warm-up seconds, peak GiB, telemetry, joules per image) of a built step."""
+    cuda = w.device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(w.device)
+    warmup_s = timed(lambda: [step() for _ in range(warmup)], w.device)
+    with TelemetrySampler(w.device) as sampler:
+        timing, _ = time_calls(step, w.device, calls=calls, repeats=repeats)
+    peak = torch.cuda.max_memory_allocated(w.device) / 2**30 if cuda else None
+    tel = sampler.result
+    images = calls * repeats * w.batch_size
+    per_image = tel.energy_j / images if tel.energy_j is not None else None
+    return timing, warmup_s, peak, tel, per_image
+
+
+def run_rung(rung: Rung, w: Workload, *, warmup: int, calls: int, repeats: int) -> RungResult:
+    """Build the rung's step (compilation and capture happen in its warm-up) and time it."""
+    try:
+        step = training_step(rung, w)
+        timing, warmup_s, peak, tel, per_image = measure(
+            step, w, warmup=warmup, calls=calls, repeats=repeats
+        )
+    finally:
+        step = None
+        release(w.device)
+    return RungResult(
+        rung=rung.index,
+        name=rung.name(w.amp_dtype),
+        timing=timing,
+        images_per_s=w.batch_size / (timing.median_ms / 1e3),
+        warmup_s=warmup_s,
+        peak_memory_gib=peak,
+        telemetry=tel,
+        energy_per_image_j=per_image,
+    )
+
+
+def largest_batch_that_fits(rung: Rung, w: Workload) -> int | None:
+    """After an out-of-memory error: the largest power-of-two fraction of the batch for
+    which one step of the rung runs, or None if even a batch of 1 does not."""
+    b = w.batch_size // 2
+    while b >= 1:
+        try:
+            step = training_step(rung, replace(w, batch_size=b))
+            step()
+            return b
+        except torch.cuda.OutOfMemoryError:
+            b //= 2
+        finally:
+            step = None
+            release(w.device)
+    return None

@@ -1,0 +1,161 @@
+"""`fastrft bench` end to end on the CPU: the ladder, the limit, the files, the errors."""
+
+import csv
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from fastrft.bench.cli import main
+
+TINY = ["--preset", "tiny", "--no-compile", "--iters", "1", "--repeats", "2", "--warmup", "1"]
+
+
+@pytest.fixture(scope="module")
+def ladder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    assert main([*TINY, "--json", str(out / "r.json"), "--csv", str(out / "r.csv")]) == 0
+    return json.loads((out / "r.json").read_text()), out
+
+
+def test_ladder_rows_limit_and_files(ladder):
+    result, out = ladder
+    rows = result["rows"]
+    assert [r["rung"] for r in rows] == [0, 1, 2, 3, 4]  # 5: --no-compile, 6: no GPU
+    assert result["skipped"] == [
+        "rung 5 skipped: --no-compile",
+        "rung 6 skipped: CUDA graphs need a CUDA GPU",
+    ]
+    base = rows[0]["images_per_s"]
+    floor = result["limit"]["floor_ms"]
+    lim = result["limit"]
+    assert floor == pytest.approx(lim["t_train_ms"] + 2 * lim["t_grad_ms"])  # PGD-2, madry
+    for r in rows:
+        assert r["p20_ms"] <= r["median_ms"] <= r["p80_ms"]
+        assert r["images_per_s"] == pytest.approx(16 / (r["median_ms"] / 1e3))
+        assert r["speedup"] == pytest.approx(r["images_per_s"] / base)
+        assert r["fraction_of_limit"] == pytest.approx(floor / r["median_ms"])
+        assert r["warmup_s"] > 0
+        assert r["mean_power_w"] is None and r["peak_memory_gib"] is None  # no GPU here
+    env = result["environment"]
+    assert env["device"].startswith("cpu") and env["torch"] and "bench" in env["command"]
+    assert result["workload"]["model"] == "tiny_cnn" and result["workload"]["steps"] == 2
+    with (out / "r.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert [int(r["rung"]) for r in table] == [0, 1, 2, 3, 4]
+    assert float(table[2]["images_per_s"]) == pytest.approx(rows[2]["images_per_s"])
+
+
+def test_compare_with_an_earlier_result(ladder, tmp_path, capsys):
+    old, _ = ladder
+    for r in old["rows"]:
+        r["images_per_s"] /= 2  # an earlier run at half the speed
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    main(
+        [
+            *TINY,
+            "--rungs",
+            "0,3",
+            "--no-limit",
+            "--compare",
+            str(tmp_path / "old.json"),
+            "--json",
+            str(tmp_path / "new.json"),
+        ]
+    )
+    new = json.loads((tmp_path / "new.json").read_text())
+    before = {r["name"]: r["images_per_s"] for r in old["rows"]}
+    assert [r["rung"] for r in new["rows"]] == [0, 3]
+    for r in new["rows"]:
+        assert r["vs_old"] == pytest.approx(r["images_per_s"] / before[r["name"]])
+    assert new["limit"] is None
+    assert "old.json" in capsys.readouterr().out
+
+
+def test_projection_of_a_paper_run(tmp_path):
+    main(
+        [
+            *TINY,
+            "--rungs",
+            "0",
+            "--images",
+            "1000",
+            "--epochs",
+            "10",
+            "--json",
+            str(tmp_path / "p.json"),
+        ]
+    )
+    r = json.loads((tmp_path / "p.json").read_text())
+    p, top, lim = r["projection"], r["rows"][-1], r["limit"]
+    epoch = 1000 / top["images_per_s"]
+    assert p["clean_epochs"] == 2  # 12/50 of 10 epochs, rounded
+    assert p["fix_s"] == pytest.approx(10 * epoch)
+    clean_epoch = 1000 / (16 / (lim["t_train_ms"] / 1e3))
+    assert p["hinge_s"] == pytest.approx(2 * clean_epoch + 8 * epoch)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "no_such_model_xyz"], "no_such_model_xyz"),
+        (["--rungs", "6"], "CUDA graphs need a CUDA GPU"),
+        (["--rungs", "9"], "rung 9 does not exist"),
+        (["--rungs", "a-b"], "expected numbers and ranges"),
+        (["--objective", "trades", "--attack", "apgd"], "add --attack pgd"),
+        (["-b", "0"], "--batch-size must be at least 1"),
+        (["--eps", "-1"], "must be >= 0"),
+        (["--compare", "missing.json"], "missing.json does not exist"),
+    ],
+)
+def test_bad_input_names_the_flag(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises((ValueError, FileNotFoundError), match=re.escape(message)):
+        main([*TINY, *args, "--json", "out.json"])
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_bad_input_from_the_command_line_is_one_line_and_exit_2(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "fastrft", "bench", *TINY, "--device", "cuda"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith("fastrft bench: error: --device cuda: this machine has no CUDA")
+    assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_attack_mode_side_by_side_with_peers(tmp_path):
+    pytest.importorskip("torchattacks")
+    pytest.importorskip("pyautoattack")
+    main(
+        [
+            "--mode",
+            "attack",
+            *TINY,
+            "--attack",
+            "apgd",
+            "--steps",
+            "3",
+            "--model",
+            "small_cnn",
+            "--json",
+            str(tmp_path / "a.json"),
+        ]
+    )
+    rows = json.loads((tmp_path / "a.json").read_text())["rows"]
+    names = [r["name"] for r in rows]
+    assert names[0] == "fastrft fp32 eager" and names[1].startswith("fastrft fast path")
+    assert names[2:] == ["torchattacks APGD", "AutoAttack APGD-CE"]
+    for r in rows:
+        assert 0.0 <= r["robust_acc"] <= 1.0
+        for peer in rows[2:]:
+            ratio = r[f"x {peer['name']}"]
+            assert ratio == pytest.approx(r["images_per_s"] / peer["images_per_s"])

@@ -1,0 +1,199 @@
+"""The ladder's parts: each rung's step trains, the baselines are the attacks they claim to
+be, the limit counts the attack's passes right, timing and telemetry add up."""
+
+import types
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fastrft.attacks import apgd, fgsm, pgd
+from fastrft.attacks.losses import cross_entropy
+from fastrft.bench import telemetry, timing
+from fastrft.bench.baseline import pgd_baseline
+from fastrft.bench.ladder import RUNGS, Workload, release, runnable, training_step
+from fastrft.bench.limit import passes
+from fastrft.bench.projection import RunShape, project
+from fastrft.config import AttackConfig
+from fastrft.objectives import Madry, Objective, Trades
+from tests.helpers import assert_close
+
+CPU = torch.device("cpu")
+
+
+def workload(attack="pgd", objective="madry", steps=2, **kw):
+    return Workload(
+        model="tiny_cnn",
+        img_size=12,
+        batch_size=5,
+        num_classes=7,
+        attack=AttackConfig(name=attack, eps=8 / 255, steps=steps),
+        objective=objective,
+        amp_dtype=torch.bfloat16,
+        device=CPU,
+        **kw,
+    )
+
+
+@pytest.fixture
+def updates(monkeypatch):
+    """The parameters as each AdamW step found them."""
+    seen = []
+    original = torch.optim.AdamW.step
+
+    def step(self, *args, **kwargs):
+        seen.append([p.detach().clone() for g in self.param_groups for p in g["params"]])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    return seen
+
+
+@pytest.fixture
+def crafted(monkeypatch):
+    """(x, x_adv) of each training loss computed; the loss is plain CE on x_adv."""
+    seen = []
+
+    def loss(self, model, x, y, x_adv):
+        seen.append((x, x_adv))
+        logits = model(x_adv)
+        return F.cross_entropy(logits.float(), y), logits
+
+    for cls in (Objective, Madry, Trades):
+        monkeypatch.setattr(cls, "loss", loss)
+    return seen
+
+
+def weights_moved(updates) -> bool:
+    return any(not torch.equal(a, b) for a, b in zip(*updates[-2:], strict=True))
+
+
+@pytest.mark.parametrize("rung", [r for r in RUNGS if r.index < 5])
+@pytest.mark.parametrize(
+    ("attack", "objective"),
+    [("pgd", "madry"), ("apgd", "madry"), ("fgsm", "madry"), ("pgd", "trades")],
+)
+def test_every_rung_takes_a_real_training_step(rung, attack, objective, updates, crafted):
+    """The weights move, the attack's examples stay in the ball and the box and keep the
+    rung's layout."""
+    step = training_step(rung, workload(attack, objective))
+    step()
+    step()
+    assert len(updates) == 2 and weights_moved(updates), "no weight moved"
+    x, x_adv = crafted[-1]
+    assert (x_adv - x).abs().max() <= 8 / 255 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    assert (x_adv != x).any(), "the attack left the batch untouched"
+    assert x_adv.is_contiguous(memory_format=torch.channels_last) == rung.has("channels_last")
+    release(CPU)
+
+
+@pytest.mark.slow
+def test_compiled_rung_trains(updates, crafted):
+    step = training_step(RUNGS[5], workload())
+    step()
+    step()
+    assert len(updates) == 2 and weights_moved(updates)
+    release(CPU)
+
+
+def test_cuda_graph_rung_is_refused_on_the_cpu():
+    assert runnable(RUNGS[6], CPU) == "CUDA graphs need a CUDA GPU"
+    assert all(runnable(r, CPU) is None for r in RUNGS[:6])
+
+
+def test_pgd_baseline_is_fastrfts_pgd(trained):
+    """Without random starts, torchattacks' PGD loop and fastrft's pgd take the same steps."""
+    model, x, y = trained
+    x, y = x[:64], y[:64]
+    ours = pgd(model, x, y, 8 / 255, alpha=2 / 255, steps=5, random_start=False, backend="torch")
+    theirs = pgd_baseline(model, x, y, 8 / 255, 2 / 255, 5, cross_entropy, random_start=False)
+    assert_close(ours, theirs, atol=1e-6, what="x_adv")
+
+
+@pytest.mark.parametrize(
+    ("name", "steps", "objective"),
+    [("pgd", 5, "madry"), ("apgd", 7, "madry"), ("fgsm", 1, "madry"), ("pgd", 3, "trades")],
+)
+def test_passes_count_the_attacks_model_calls(name, steps, objective, tiny_model):
+    """The limit's (k_grad, k_fwd) is what the attack really runs: counted with a hook."""
+    calls = {"grad": 0, "fwd": 0}
+
+    def count(module, args):
+        calls["grad" if torch.is_grad_enabled() and args[0].requires_grad else "fwd"] += 1
+
+    tiny_model.register_forward_pre_hook(count)
+    x = torch.rand(4, 3, 8, 8)
+    y = torch.randint(5, (4,))
+    fn = {
+        "pgd": lambda: pgd(tiny_model, x, y, 4 / 255, steps=steps),
+        "apgd": lambda: apgd(tiny_model, x, y, 4 / 255, steps=steps),
+        "fgsm": lambda: fgsm(tiny_model, x, y, 4 / 255),
+    }[name]
+    if objective == "trades":  # the clean forward whose prediction TRADES' attack leaves
+        from fastrft.objectives import make_objective
+
+        make_objective("trades").attack_target(tiny_model, x, y)
+    fn()
+    assert passes(AttackConfig(name=name, steps=steps), objective) == (calls["grad"], calls["fwd"])
+
+
+def test_projection_counts_clean_epochs_at_the_clean_speed():
+    shape = RunShape.paper(images=1000, epochs=50)
+    assert shape.clean_epochs == 12
+    p = project(shape, adversarial_images_per_s=100.0, clean_step_ms=100.0, batch_size=50)
+    assert p.fix_s == pytest.approx(50 * 1000 / 100)
+    assert p.hinge_s == pytest.approx(12 * 1000 / 500 + 38 * 1000 / 100)
+    assert project(shape, 100.0, None, 50).hinge_s == pytest.approx(p.fix_s)
+
+
+def test_time_calls_divides_each_repeat_by_its_calls(monkeypatch):
+    clock = iter([0.0, 0.3, 1.0, 1.6, 2.0, 2.9])  # repeats of 0.3, 0.6 and 0.9 s
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: next(clock))
+    t, total = timing.time_calls(lambda: None, CPU, calls=3, repeats=3)
+    assert t.median_ms == pytest.approx(200) and total == pytest.approx(1.8)
+    assert t.p20_ms == pytest.approx(100 + 0.4 * 100) and t.p80_ms == pytest.approx(300 - 0.4 * 100)
+
+
+def test_telemetry_averages_nvml_samples_and_uses_the_energy_counter(monkeypatch):
+    samples = iter([(200_000, 1800, 90, 4 * 2**30), (300_000, 1700, 100, 6 * 2**30)] * 100)
+    energy = iter([10_000.0, 25_000.0])  # mJ at the start and at the end
+
+    class Util:
+        def __init__(self, gpu):
+            self.gpu = gpu
+
+    state = {}
+
+    def sample():
+        state["s"] = next(samples)
+        return state["s"]
+
+    fake = types.SimpleNamespace(
+        NVML_CLOCK_SM=0,
+        nvmlInit=lambda: None,
+        nvmlShutdown=lambda: None,
+        nvmlDeviceGetHandleByPciBusId=lambda bus: "h",
+        nvmlDeviceGetHandleByIndex=lambda i: "h",
+        nvmlDeviceGetTotalEnergyConsumption=lambda h: next(energy),
+        nvmlDeviceGetPowerUsage=lambda h: sample()[0],
+        nvmlDeviceGetClockInfo=lambda h, c: state["s"][1],
+        nvmlDeviceGetUtilizationRates=lambda h: Util(state["s"][2]),
+        nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(used=state["s"][3]),
+    )
+    monkeypatch.setitem(__import__("sys").modules, "pynvml", fake)
+    monkeypatch.setattr(telemetry, "_handle", lambda pynvml, device: "h")
+    with telemetry.TelemetrySampler(torch.device("cuda", 0), interval_s=0.001) as s:
+        while len(s._samples) < 2:
+            pass
+    r = s.result
+    n = len(s._samples)
+    powers = [200.0, 300.0] * n
+    assert r.mean_power_w == pytest.approx(sum(powers[:n]) / n)
+    assert r.energy_j == pytest.approx(15.0)
+    assert 4 <= r.memory_used_gib <= 6 and 1700 <= r.sm_clock_mhz <= 1800
+
+
+def test_telemetry_off_nvidia_is_empty():
+    with telemetry.TelemetrySampler(CPU) as s:
+        pass
+    assert all(v is None for v in s.result.as_dict().values())
