@@ -31,7 +31,8 @@ DELEGATED = {
 }
 
 
-def _fraction(text: str) -> float:
+def fraction_arg(text: str) -> float:
+    """argparse type for budgets: a number or a fraction such as 8/255."""
     from fastrft.config import FRACTION
 
     match = FRACTION.match(text)
@@ -87,13 +88,13 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint", help="a run directory or a checkpoint file (.pt)")
     e.add_argument(
         "--eps-max",
-        type=_fraction,
+        type=fraction_arg,
         default=None,
         help="largest budget of the curve (default: the run's attack.eps)",
     )
     e.add_argument(
         "--grid-step",
-        type=_fraction,
+        type=fraction_arg,
         default=1 / 255,
         help="spacing of the budgets (default 1/255)",
     )

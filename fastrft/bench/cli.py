@@ -24,7 +24,8 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from fastrft.config import FRACTION, AttackConfig, ConfigError
+from fastrft.cli import fraction_arg
+from fastrft.config import AttackConfig, ConfigError
 
 from .environment import environment
 from .ladder import RUNGS, Rung, Workload, largest_batch_that_fits, run_rung, runnable
@@ -42,16 +43,6 @@ DEFAULTS: dict[str, Any] = {
     "objective": "madry",
     "num_classes": 1000,
 }
-
-
-def _fraction(text: str) -> float:
-    match = FRACTION.match(text)
-    try:
-        return float(match.group(1)) / float(match.group(2)) if match else float(text)
-    except (ValueError, ZeroDivisionError) as err:
-        raise argparse.ArgumentTypeError(
-            f"expected a number or a fraction such as 4/255, got {text!r}"
-        ) from err
 
 
 def parser() -> argparse.ArgumentParser:
@@ -83,7 +74,7 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--num-classes", type=int, help="classifier outputs (default 1000)")
     w.add_argument("--attack", choices=("pgd", "apgd", "fgsm"), help="default apgd")
     w.add_argument("--steps", type=int, help="attack steps (default 7)")
-    w.add_argument("--eps", type=_fraction, help="budget, e.g. 4/255 (default)")
+    w.add_argument("--eps", type=fraction_arg, help="budget, e.g. 4/255 (default)")
     w.add_argument("--norm", choices=("linf", "l2"), help="threat model (default linf)")
     w.add_argument(
         "--objective", choices=("madry", "trades"), help="training objective (default madry)"
