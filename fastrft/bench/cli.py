@@ -30,7 +30,14 @@ from fastrft.config import AttackConfig, ConfigError
 from .environment import environment
 from .ladder import RUNGS, Rung, Workload, largest_batch_that_fits, run_rung, runnable
 from .limit import measure_limit
-from .output import add_comparison, load_result, print_result, write_csv, write_json
+from .output import (
+    add_comparison,
+    load_result,
+    print_result,
+    write_csv,
+    write_json,
+    write_markdown,
+)
 from .presets import PRESETS
 from .projection import RunShape, project
 
@@ -104,6 +111,11 @@ def parser() -> argparse.ArgumentParser:
         help="which rungs to run, e.g. 0-6 or 0,4,6 (default: every rung the device can run)",
     )
     s.add_argument("--no-limit", action="store_true", help="skip measuring the limit")
+    s.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile the top rung: the operators its step time goes to (torch.profiler)",
+    )
     r = p.add_argument_group("projection of a whole run")
     r.add_argument("--images", type=int, help="training images per epoch (preset paper: 6,667)")
     r.add_argument("--epochs", type=int, help="epochs (preset paper: 50)")
@@ -118,6 +130,12 @@ def parser() -> argparse.ArgumentParser:
     o = p.add_argument_group("output")
     o.add_argument("--json", type=Path, metavar="PATH", help="write the result as JSON")
     o.add_argument("--csv", type=Path, metavar="PATH", help="write the rows as CSV")
+    o.add_argument(
+        "--markdown",
+        type=Path,
+        metavar="PATH",
+        help="write a short markdown results file (device, versions, command, table)",
+    )
     o.add_argument(
         "--compare",
         type=Path,
@@ -233,13 +251,15 @@ def timing_counts(args: argparse.Namespace, device: torch.device) -> dict[str, i
 
 
 def run_ladder(
-    w: Workload, rungs: list[Rung], counts: dict[str, int], console: Console
-) -> list[dict[str, Any]]:
-    rows = []
+    w: Workload, rungs: list[Rung], counts: dict[str, int], console: Console, profile: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """(one row per rung, the top rung's operator profile if asked for)."""
+    rows, ops = [], None
     for rung in rungs:
         console.print(f"rung {rung.index}: {rung.name(w.amp_dtype)} ...", style="dim")
+        top = profile and rung is rungs[-1]
         try:
-            result = run_rung(rung, w, **counts)
+            result = run_rung(rung, w, **counts, profile=top)
         except torch.cuda.OutOfMemoryError:
             fit = largest_batch_that_fits(rung, w)
             total = torch.cuda.get_device_properties(w.device).total_memory / 2**30
@@ -253,7 +273,8 @@ def run_ladder(
                 f"{rung.index} ({rung.name(w.amp_dtype)}): {hint}"
             ) from None
         rows.append(result.as_dict())
-    return rows
+        ops = result.profile if top else ops
+    return rows, ops
 
 
 TRAIN_COLUMNS = [
@@ -280,8 +301,13 @@ def finish_rows(rows: list[dict[str, Any]], floor_ms: float | None) -> None:
         r["fraction_of_limit"] = floor_ms / r["median_ms"] if floor_ms else None
 
 
-def train_notes(result: dict[str, Any]) -> list[str]:
+def train_notes(result: dict[str, Any], device: torch.device) -> list[str]:
     notes = list(result["skipped"])
+    if device.type == "cpu":
+        notes.append(
+            "on a CPU, bf16 is mostly emulated and nothing is captured: the ladder and the "
+            "limit check the machinery, they say nothing about a GPU"
+        )
     limit = result["limit"]
     if limit:
         kind = "compiled" if limit["compiled"] else "eager (--no-compile)"
@@ -307,7 +333,7 @@ def bench_train(
 ) -> dict[str, Any]:
     rungs, skipped = parse_rungs(args.rungs, w.device, args.compile)
     counts = timing_counts(args, w.device)
-    rows = run_ladder(w, rungs, counts, console)
+    rows, ops = run_ladder(w, rungs, counts, console, args.profile)
     limit = None
     if not args.no_limit:
         console.print("limit: T_train, T_grad, T_fwd ...", style="dim")
@@ -328,6 +354,7 @@ def bench_train(
         "projection": projection,
         "skipped": skipped,
         "timing": counts,
+        "profile": ops,
     }
 
 
@@ -347,7 +374,10 @@ def main(argv: list[str] | None = None) -> int:
         cols, lines = columns(part), notes(part)
     else:
         part = bench_train(args, values, w, console)
-        cols, lines = TRAIN_COLUMNS, train_notes({**part, "workload": {"amp": args.amp_dtype}})
+        cols, lines = (
+            TRAIN_COLUMNS,
+            train_notes({**part, "workload": {"amp": args.amp_dtype}}, device),
+        )
     result = {
         "mode": args.mode,
         "environment": environment(device),
@@ -362,4 +392,6 @@ def main(argv: list[str] | None = None) -> int:
         write_json(result, args.json)
     if args.csv:
         write_csv(result["rows"], args.csv)
+    if args.markdown:
+        write_markdown(result, cols, lines, args.markdown)
     return 0

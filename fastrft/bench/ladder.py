@@ -32,6 +32,7 @@ from fastrft.models import build_model
 from fastrft.objectives import Objective, make_objective
 
 from .baseline import apgd_baseline, fgsm_baseline, pgd_baseline
+from .profile import top_operators
 from .telemetry import Telemetry, TelemetrySampler
 from .timing import Timing, time_calls, timed
 
@@ -112,9 +113,10 @@ class RungResult:
     peak_memory_gib: float | None
     telemetry: Telemetry
     energy_per_image_j: float | None
+    profile: list[dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in vars(self).items() if k not in ("timing", "telemetry")}
+        d = {k: v for k, v in vars(self).items() if k not in ("timing", "telemetry", "profile")}
         return {**d, **self.timing.as_dict(), **self.telemetry.as_dict()}
 
 
@@ -232,13 +234,17 @@ def measure(
     return timing, warmup_s, peak, tel, per_image
 
 
-def run_rung(rung: Rung, w: Workload, *, warmup: int, calls: int, repeats: int) -> RungResult:
-    """Build the rung's step (compilation and capture happen in its warm-up) and time it."""
+def run_rung(
+    rung: Rung, w: Workload, *, warmup: int, calls: int, repeats: int, profile: bool = False
+) -> RungResult:
+    """Build the rung's step (compilation and capture happen in its warm-up) and time it;
+    with ``profile``, also list the operators its time goes to."""
     try:
         step = training_step(rung, w)
         timing, warmup_s, peak, tel, per_image = measure(
             step, w, warmup=warmup, calls=calls, repeats=repeats
         )
+        ops = top_operators(step, w.device) if profile else None
     finally:
         step = None
         release(w.device)
@@ -251,6 +257,7 @@ def run_rung(rung: Rung, w: Workload, *, warmup: int, calls: int, repeats: int) 
         peak_memory_gib=peak,
         telemetry=tel,
         energy_per_image_j=per_image,
+        profile=ops,
     )
 
 

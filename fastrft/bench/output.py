@@ -22,10 +22,21 @@ def _cell(value: Any, spec: str) -> str:
     return format(value, spec) if spec else str(value)
 
 
+PROFILE_COLUMNS: list[Column] = [
+    ("operator", "op", ""),
+    ("self ms/step", "self_ms_per_step", ".2f"),
+    ("share", "share", ".1%"),
+    ("calls/step", "calls_per_step", ".0f"),
+]
+
+
+def _filled(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> list[Column]:
+    """The columns some row has a value for (NVML's readings are None on a CPU, say)."""
+    return [c for c in columns if any(row.get(c[1]) is not None for row in rows)]
+
+
 def table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> Table:
-    """The rows under the given columns, leaving out columns no row has a value for (NVML's
-    readings on a CPU, say)."""
-    columns = [c for c in columns if any(row.get(c[1]) is not None for row in rows)]
+    columns = _filled(rows, columns)
     t = Table(title=title, title_justify="left")
     for i, (header, _, _) in enumerate(columns):
         t.add_column(header, justify="left" if i == 0 else "right")
@@ -49,6 +60,41 @@ def print_result(
     console.print(table(result["workload"]["describe"], result["rows"], columns))
     for note in notes:
         console.print(note)
+    if result.get("profile"):
+        console.print(table("where the top rung's step goes", result["profile"], PROFILE_COLUMNS))
+
+
+def _markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> list[str]:
+    columns = _filled(rows, columns)
+    lines = ["| " + " | ".join(c[0] for c in columns) + " |", "|" + " --- |" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row.get(k), f) for _, k, f in columns) + " |")
+    return lines
+
+
+def write_markdown(
+    result: dict[str, Any], columns: Sequence[Column], notes: Sequence[str], path: Path
+) -> None:
+    """A short results file to commit: what ran where, the table, the notes."""
+    env = result["environment"]
+    lines = [
+        f"# fastrft bench --mode {result['mode']}: {result['workload']['describe']}",
+        "",
+        f"- device: {env['device']}" + (f", driver {env['driver']}" if env.get("driver") else ""),
+        f"- torch {env['torch']}, triton {env['triton']}, CUDA {env['cuda']}, "
+        f"Python {env['python']}",
+        f"- date: {env['date']}; commit: {env['git_commit']}",
+        f"- command: `{env['command']}`",
+        "",
+        *_markdown_table(result["rows"], columns),
+        "",
+        *(f"- {note}" for note in notes),
+    ]
+    if result.get("profile"):
+        lines += ["", "Where the top rung's step goes:", ""]
+        lines += _markdown_table(result["profile"], PROFILE_COLUMNS)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
 
 
 def write_json(result: dict[str, Any], path: Path) -> None:

@@ -17,7 +17,8 @@ TINY = ["--preset", "tiny", "--no-compile", "--iters", "1", "--repeats", "2", "-
 @pytest.fixture(scope="module")
 def ladder(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    assert main([*TINY, "--json", str(out / "r.json"), "--csv", str(out / "r.csv")]) == 0
+    files = ["--json", str(out / "r.json"), "--csv", str(out / "r.csv")]
+    assert main([*TINY, *files, "--markdown", str(out / "r.md"), "--profile"]) == 0
     return json.loads((out / "r.json").read_text()), out
 
 
@@ -47,6 +48,18 @@ def test_ladder_rows_limit_and_files(ladder):
         table = list(csv.DictReader(f))
     assert [int(r["rung"]) for r in table] == [0, 1, 2, 3, 4]
     assert float(table[2]["images_per_s"]) == pytest.approx(rows[2]["images_per_s"])
+    md = (out / "r.md").read_text()
+    assert env["device"] in md and env["torch"] in md and env["command"] in md
+    assert md.count("\n| ") == len(rows) + 1 + len(result["profile"]) + 1  # two tables
+
+
+def test_profile_lists_the_top_rungs_operators(ladder):
+    ops = ladder[0]["profile"]
+    assert 0 < len(ops) <= 12
+    shares = [op["share"] for op in ops]
+    assert shares == sorted(shares, reverse=True) and sum(shares) <= 1 + 1e-9
+    # the top rung of a convnet step spends its time in convolutions, forward or backward
+    assert any("conv" in op["op"] for op in ops[:4]), [op["op"] for op in ops]
 
 
 def test_compare_with_an_earlier_result(ladder, tmp_path, capsys):
