@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -130,8 +131,11 @@ class Trainer:
 
     # -- the run -------------------------------------------------------------------------
 
-    def fit(self) -> dict[str, Any]:
-        """Train (resuming if the run directory holds a checkpoint), then evaluate."""
+    def fit(self, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Train (resuming if the run directory holds a checkpoint), then evaluate.
+
+        ``on_epoch`` gets each epoch's record once it is checkpointed (a Ray Tune trial reports
+        it; raising there stops the run)."""
         try:
             start = self._resume()
             for epoch in range(start, self.cfg.epochs):
@@ -144,6 +148,8 @@ class Trainer:
                 self._save(epoch)
                 if self.dist.main:
                     self.console.print(_summary(record))
+                if on_epoch is not None:
+                    on_epoch(record)
             return self._final_evaluation()
         finally:
             if self.log is not None:
@@ -162,6 +168,8 @@ class Trainer:
         if state is None:
             if self.dist.main:
                 save_config(self.cfg, saved)
+            if self.log is not None:  # records of a run stopped before its first checkpoint
+                self.log.truncate_after(-1)
             return 0
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -1,1 +1,6 @@
-"""`fastrft report`: the paper's tables, statistics and plots from run directories."""
+"""`fastrft report`: the paper's tables, win counts, paired t-tests and figures from run
+directories.
+
+collect (run directories -> records), cells (the table's rows, columns and cells), stats,
+tables (markdown, CSV), figures (through fastrft.plots), cli.
+"""

@@ -1,0 +1,85 @@
+"""The runs of one invocation of a sweep, whatever runs them: each start and end goes to the
+ledger and to the terminal, and a failed run is tried again up to the retry limit."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from .ledger import Ledger
+from .rundir import last_error, read_results, summary
+from .spec import Run
+
+INTERRUPTED = 130  # the trainer's exit code after Ctrl-C (SIGINT)
+
+
+@dataclass
+class Outcome:
+    """Where a run stands in this invocation."""
+
+    state: str
+    tries: int = 0  # attempts in this invocation
+    results: dict[str, Any] | None = None
+    error: str = ""
+
+
+class Tracker:
+    def __init__(self, ledger: Ledger, root: Path, retries: int, console: Console) -> None:
+        self.ledger, self.root, self.retries, self.console = ledger, root, retries, console
+        self.attempts = Counter(ledger.attempts())  # over every invocation
+        self.outcomes: dict[str, Outcome] = {}
+
+    def queue(self, runs: list[Run]) -> None:
+        for run in runs:
+            self.ledger.append(run.id, "queued", attempt=self.attempts[run.id])
+            self.outcomes[run.id] = Outcome("queued")
+
+    def started(self, run: Run, **info: Any) -> None:
+        """Record a start; attempts are numbered over every invocation of the sweep."""
+        self.attempts[run.id] += 1
+        self.outcomes[run.id].tries += 1
+        self.outcomes[run.id].state = "running"
+        self.ledger.append(run.id, "running", attempt=self.attempts[run.id], **info)
+
+    def finished(self, run: Run, exit_code: int, seconds: float) -> bool:
+        """Record how a run's process ended; True if it should be tried again."""
+        outcome = self.outcomes[run.id]
+        results = read_results(self.root / run.id)
+        common = {"attempt": self.attempts[run.id], "exit_code": exit_code, "seconds": seconds}
+        if exit_code == 0 and results is not None:
+            outcome.state, outcome.results = "done", summary(results)
+            self.ledger.append(run.id, "done", results=outcome.results, **common)
+            self._say(run, "done", _numbers(outcome.results))
+            return False
+        if exit_code == INTERRUPTED:
+            self.interrupted(run, exit_code)
+            return False
+        outcome.error = last_error(self.root / run.id) or f"exit code {exit_code}"
+        retry = outcome.tries <= self.retries
+        outcome.state = "failed"
+        self.ledger.append(run.id, "failed", error=outcome.error, **common)
+        note = "trying again" if retry else f"after {outcome.tries} attempt(s)"
+        self._say(run, "failed", f"exit {exit_code}, {note}: {outcome.error}")
+        return retry
+
+    def interrupted(self, run: Run, exit_code: int | None) -> None:
+        self.outcomes[run.id].state = "interrupted"
+        self.ledger.append(
+            run.id, "interrupted", attempt=self.attempts[run.id], exit_code=exit_code
+        )
+        self._say(run, "interrupted", "resumes from its last checkpoint when the sweep reruns")
+
+    def _say(self, run: Run, state: str, detail: str) -> None:
+        style = {"done": "green", "failed": "red"}.get(state, "yellow")
+        self.console.print(f"[{style}]{state:<11}[/] {run.id}  {detail}")
+
+
+def _numbers(results: dict[str, Any]) -> str:
+    return (
+        f"clean {results['clean_acc']:.2%}  adv {results['adv_acc']:.2%}  "
+        f"E.adv {results['expected_robustness']:.2%}"
+    )
