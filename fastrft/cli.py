@@ -197,7 +197,7 @@ def _run(name: str, command: Callable[[], int | None]) -> None:
 
     A command may also return a non-zero exit code itself (a sweep with failed runs)."""
     from fastrft.config import ConfigError
-    from fastrft.engine import TrainingDiverged
+    from fastrft.errors import TrainingDiverged
 
     try:
         code = command()

@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from fastrft.attacks import apgd, pgd
 from fastrft.config import ConfigError, RunConfig, save_config, to_yaml
 from fastrft.data import build_loaders
+from fastrft.errors import TrainingDiverged
 from fastrft.evaluate import accuracy_curve, delay_time, eps_grid, expected_robustness
 from fastrft.models import build_model
 from fastrft.objectives import make_objective
@@ -35,10 +36,6 @@ from .log import MetricsLog, progress_bar
 from .speed import resolve_speed
 
 CHECK_EVERY = 20  # steps between host syncs (progress, the finite-loss check)
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 def pick_device(name: str, d: Dist) -> torch.device:
