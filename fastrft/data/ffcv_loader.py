@@ -30,7 +30,7 @@ Order and sharding:
 - ``world_size > 1``: FFCV's ``distributed=True``, which shards with torch's
   ``DistributedSampler`` (``shuffle=True, seed=seed, drop_last=False``; epoch from
   ``set_epoch``), reading rank and world size from ``torch.distributed``, which must be
-  initialised. That path needs a process group and is not exercised by the CPU tests.
+  initialised (tested with two gloo processes under torchrun: disjoint shards per epoch).
   Unlike the in-memory loader it pads the last shard with repeated samples; evaluation
   loaders in fastrft are not sharded.
 - Evaluation: ``OrderOption.SEQUENTIAL``, ``drop_last=False``: every image once, in order.

@@ -1,6 +1,9 @@
 """The FFCV loader over small .beton files written here (CPU; skipped without ffcv)."""
 
+import json
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -241,3 +244,38 @@ def test_without_ffcv_the_module_imports_and_the_loader_says_how_to_install(monk
     assert not ffcv_available()
     with pytest.raises(ImportError, match=r"libturbojpeg0-dev.*fastrft\[ffcv\]"):
         FfcvLoader(square[0], 8, train=False, device=CPU, img_size=SIZE)
+
+
+@pytest.mark.slow
+def test_distributed_ranks_get_disjoint_shards(square, tmp_path):
+    """Two gloo processes under torchrun: FFCV's distributed=True gives each rank its own
+    shard of every epoch (DistributedSampler pads 37 images to 38, so one image may repeat),
+    with static batches and a new order each epoch."""
+    worker = Path(__file__).with_name("ffcv_ddp_worker.py")
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            "29533",
+            str(worker),
+            str(square[0]),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for r in ranks:
+        assert r["len"] == 19 // 4  # 19 samples per rank, drop_last batches of 4
+    for epoch in ("0", "1"):
+        a, b = (r["seen"][epoch] for r in ranks)
+        assert len(a) == len(b) == 16
+        assert len(set(a) & set(b)) <= 1, "the ranks' shards overlap"
+        assert set(a) | set(b) <= set(range(N))
+    assert ranks[0]["seen"]["0"] != ranks[0]["seen"]["1"], "the same order in both epochs"
