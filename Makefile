@@ -18,4 +18,4 @@ bench: install
 	$(PYTHON) -m pytest benchmarks --benchmark-enable --benchmark-only
 
 demo: install
-	$(PYTHON) -m fastrft.demo
+	$(PYTHON) -m fastrft demo

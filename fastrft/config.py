@@ -46,7 +46,9 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     source: str = "toy"
-    """Where images come from: toy (generated, offline), npz, imagefolder, beton (FFCV)."""
+    """Where images come from: toy (generated, offline), digits (scikit-learn's 1,797
+    handwritten 8x8 digits, shipped with it: offline, upscaled to img_size, grey in 3
+    channels, split by val_fraction), npz, imagefolder, beton (FFCV)."""
     root: str | None = None
     """Path of the dataset: an .npz file, an ImageFolder tree (train/ and val/), or for
     beton the stem given to `fastrft data convert` (STEM.train.beton, STEM.val.beton)."""
@@ -74,11 +76,11 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _check(
-            self.source in ("toy", "npz", "imagefolder", "beton"),
+            self.source in ("toy", "digits", "npz", "imagefolder", "beton"),
             "data.source",
-            f"must be toy, npz, imagefolder or beton, got {self.source!r}",
+            f"must be toy, digits, npz, imagefolder or beton, got {self.source!r}",
         )
-        if self.source != "toy":
+        if self.source not in ("toy", "digits"):
             _check(
                 self.root is not None,
                 "data.root",

@@ -12,8 +12,10 @@ fresh classifier for the new task.
 from __future__ import annotations
 
 import difflib
+import itertools
 import os
 import sys
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +114,23 @@ def tiny_cnn(num_classes: int, img_size: int | None = None, **kwargs: int) -> nn
     TinyCNN trained on raw pixels (fastrft.toy.train_toy, the demo) loads unchanged.
     ``img_size`` is ignored: global pooling takes any size."""
     return TinyCNN(classes=num_classes, **kwargs)
+
+
+@register_model("small_cnn", mean=(0.5,), std=(0.25,), head="head")
+def small_cnn(num_classes: int, img_size: int | None = None, width: int = 32) -> nn.Module:
+    """Four conv-bn-relu blocks (width, 2 width with stride 2, 2 width, 4 width with stride
+    2), global pooling, linear: the demo's CPU-sized backbone, 0.13M parameters at width
+    32. ``img_size`` is ignored: global pooling takes any size."""
+    widths = [3, width, 2 * width, 2 * width, 4 * width]
+    blocks: list[nn.Module] = []
+    for i, (c_in, c_out) in enumerate(itertools.pairwise(widths)):
+        blocks += [
+            nn.Conv2d(c_in, c_out, 3, stride=1 + i % 2, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(),
+        ]
+    features = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return nn.Sequential(OrderedDict(features=features, head=nn.Linear(4 * width, num_classes)))
 
 
 def build_model(

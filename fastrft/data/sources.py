@@ -1,6 +1,9 @@
 """Where images come from, as uint8 tensors (N, C, H, W) with int64 labels:
 
 toy          generated offline (fastrft.toy): a quarter as many validation images
+digits       scikit-learn's handwritten digits (1,797 grey 8x8 images shipped with it, 10
+             classes): upscaled to data.img_size, grey in 3 channels, split by
+             data.val_fraction
 npz          x_train/y_train (+ x_val/y_val), or images/labels split by data.val_fraction;
              images uint8, NHWC or NCHW
 imagefolder  ROOT/train/<class>/*, ROOT/val/<class>/* (or ROOT/<class>/* split by
@@ -38,7 +41,7 @@ class Dataset:
 
 def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
     """The configured source, both splits, at cfg.img_size."""
-    loader = {"toy": _toy, "npz": _npz, "imagefolder": _imagefolder}[cfg.source]
+    loader = {"toy": _toy, "digits": _digits, "npz": _npz, "imagefolder": _imagefolder}[cfg.source]
     data = loader(cfg, seed)
     for name, split in (("train", data.train), ("val", data.val)):
         bad = (split.labels < 0) | (split.labels >= data.num_classes)
@@ -57,6 +60,17 @@ def _toy(cfg: DataConfig, seed: int) -> Dataset:
     )
     x = (x * 255).round().to(torch.uint8)
     return Dataset(Split(x[n_val:], y[n_val:]), Split(x[:n_val], y[:n_val]), cfg.toy_classes)
+
+
+def _digits(cfg: DataConfig, seed: int) -> Dataset:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    # pixel values are 0..16 (ink counts): stretch to 0..255, then up to the model's size
+    x = torch.from_numpy(digits.images * (255 / 16)).round().to(torch.uint8)
+    x = _resize(x.unsqueeze(1), cfg.img_size).expand(-1, 3, -1, -1).contiguous()
+    y = torch.from_numpy(digits.target).long()
+    return Dataset(*_split(x, y, cfg.val_fraction, seed), num_classes=10)
 
 
 def _split(x: Tensor, y: Tensor, fraction: float, seed: int) -> tuple[Split, Split]:
