@@ -23,6 +23,8 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from fastrft.data.layouts import DATASETS
+
 
 class ConfigError(ValueError):
     """A bad configuration value or key; the message names the key and the fix."""
@@ -48,10 +50,13 @@ class DataConfig:
     source: str = "toy"
     """Where images come from: toy (generated, offline), digits (scikit-learn's 1,797
     handwritten 8x8 digits, shipped with it: offline, upscaled to img_size, grey in 3
-    channels, split by val_fraction), npz, imagefolder, beton (FFCV)."""
+    channels, split by val_fraction), npz, imagefolder, cifar or a named layout (cub,
+    aircraft, caltech256, imagenette, cars, dogs), all held in device memory; or beton
+    (FFCV files)."""
     root: str | None = None
-    """Path of the dataset: an .npz file, an ImageFolder tree (train/ and val/), or for
-    beton the stem given to `fastrft data convert` (STEM.train.beton, STEM.val.beton)."""
+    """Path of the dataset: an .npz file, an ImageFolder tree (train/ and val/), a CIFAR
+    batch folder, a named dataset's root as its authors ship it, or for beton the stem
+    given to `fastrft data convert` (STEM.train.beton, STEM.val.beton)."""
     img_size: int = 16
     """Side of the square images the model sees."""
     batch_size: int = 64
@@ -75,10 +80,11 @@ class DataConfig:
     as in the paper and the in-memory loader)."""
 
     def __post_init__(self) -> None:
+        sources = ("toy", "digits", "npz", "imagefolder", "cifar", *DATASETS, "beton")
         _check(
-            self.source in ("toy", "digits", "npz", "imagefolder", "beton"),
+            self.source in sources,
             "data.source",
-            f"must be toy, digits, npz, imagefolder or beton, got {self.source!r}",
+            f"must be one of {', '.join(sources)}, got {self.source!r}",
         )
         if self.source not in ("toy", "digits"):
             _check(

@@ -3,17 +3,9 @@
     convert("data/pets", "data/pets")   ->  data/pets.train.beton, data/pets.val.beton
     beton_info("data/pets.val.beton")   ->  BetonInfo(num_samples=..., num_classes=..., ...)
 
-Sources (``source="auto"`` picks one from the path):
-
-imagefolder  ROOT/train/<class>/* + ROOT/val/<class>/*, or ROOT/<class>/* (split by
-             val_fraction); classes sorted; any PIL format, converted to RGB
-cifar        a CIFAR-10 (data_batch_1..5 + test_batch) or CIFAR-100 (train + test,
-             'fine_labels') python-batch folder; test is the val split
-npz          x_train/y_train/x_val/y_val, or images/labels split by val_fraction
-             (the same keys as fastrft.data.sources); uint8 NHWC or NCHW
-cub, aircraft, caltech256, imagenette, cars, dogs
-             a named dataset in its authors' layout (fastrft.data.layouts.DATASETS), read
-             like an imagefolder; never picked by "auto"
+Sources are read by fastrft.data.readers (``source="auto"`` picks imagefolder, cifar or npz
+from the path; the named layouts are never picked by "auto"); one without a split of its own
+is split by val_fraction.
 
 Each .beton holds two fields, ``image`` (RGBImageField, raw pixels or JPEG) and ``label``
 (IntField). Beside them, STEM.classes.json records the number of classes and their names
@@ -30,7 +22,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import pickle
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -40,305 +31,29 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
-from fastrft.data.layouts import DATASETS, IMAGE_SUFFIXES, dataset_files
-
-SourceName = Literal[
-    "auto",
-    "imagefolder",
-    "cifar",
-    "npz",
-    "cub",
-    "aircraft",
-    "caltech256",
-    "imagenette",
-    "cars",
-    "dogs",
-]
-_CIFAR10_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
-
-
-# --------------------------------------------------------------------------- samples
-
-
-@dataclass
-class _ArraySplit:
-    """Images already in memory: uint8 (N, H, W, 3) and int64 labels."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    max_side: int | None = None
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        return _limit_side(self.images[i], self.max_side), int(self.labels[i])
-
-    def subset(self, idx: np.ndarray) -> _ArraySplit:
-        return _ArraySplit(self.images[idx], self.labels[idx], self.max_side)
-
-
-@dataclass
-class _FileSplit:
-    """Image files, decoded on demand (in FFCV's writer processes)."""
-
-    paths: list[Path]
-    labels: np.ndarray
-    max_side: int | None = None
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        return _limit_side(_read_rgb(self.paths[i]), self.max_side), int(self.labels[i])
-
-    def subset(self, idx: np.ndarray) -> _FileSplit:
-        return _FileSplit([self.paths[j] for j in idx], self.labels[idx], self.max_side)
-
-
-_Split = _ArraySplit | _FileSplit
-_Source = tuple[_Split, _Split | None, list[str] | None]
-"""(train, val or None without a split of its own, class names by label or None)."""
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    """The whole image as uint8 (H, W, 3); ValueError naming the file if it cannot be read."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return np.asarray(im.convert("RGB")).copy()
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise ValueError(f"{path}: unreadable or truncated image ({err})") from err
-
-
-def _limit_side(image: np.ndarray, max_side: int | None) -> np.ndarray:
-    """Shrink so the longer side is at most max_side, keeping the aspect ratio."""
-    h, w = image.shape[:2]
-    if max_side is None or max(h, w) <= max_side:
-        return image
-    from PIL import Image
-
-    scale = max_side / max(h, w)
-    size = (max(1, min(max_side, round(w * scale))), max(1, min(max_side, round(h * scale))))
-    return np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC, reducing_gap=3.0))
-
-
-# --------------------------------------------------------------------------- sources
-
-
-def detect_source(src: Path) -> Literal["imagefolder", "cifar", "npz"]:
-    """The source kind a path holds: a .npz file, a CIFAR batch folder, else an ImageFolder."""
-    if src.is_file() and src.suffix == ".npz":
-        return "npz"
-    if src.is_dir() and (
-        (src / "data_batch_1").is_file() or ((src / "train").is_file() and (src / "test").is_file())
-    ):
-        return "cifar"
-    return "imagefolder"
-
-
-def _class_files(root: Path, classes: list[str]) -> tuple[list[Path], np.ndarray]:
-    paths: list[Path] = []
-    labels: list[int] = []
-    for label, name in enumerate(classes):
-        folder = root / name
-        files = (
-            sorted(
-                p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-            )
-            if folder.is_dir()
-            else []
-        )
-        if not files:
-            raise ValueError(f"{folder}: class folder is missing or holds no images")
-        paths += files
-        labels += [label] * len(files)
-    return paths, np.asarray(labels, dtype=np.int64)
-
-
-def _class_names(root: Path) -> list[str]:
-    names = sorted(p.name for p in root.iterdir() if p.is_dir())
-    if not names:
-        raise ValueError(f"{root}: no class folders (expected ROOT/<class>/<image files>)")
-    return names
-
-
-def _imagefolder(root: Path) -> _Source:
-    if (root / "train").is_dir():
-        classes = _class_names(root / "train")
-        train = _FileSplit(*_class_files(root / "train", classes))
-        val = _FileSplit(*_class_files(root / "val", classes)) if (root / "val").is_dir() else None
-        return train, val, classes
-    classes = _class_names(root)
-    return _FileSplit(*_class_files(root, classes)), None, classes
-
-
-def _layout(name: str) -> Callable[[Path], _Source]:
-    """A reader for a named dataset layout; an empty val list means no split of its own."""
-
-    def read(root: Path) -> _Source:
-        def split(files: list[tuple[Path, int]]) -> _FileSplit:
-            return _FileSplit([p for p, _ in files], np.asarray([y for _, y in files], np.int64))
-
-        train, val, classes = dataset_files(name, root)
-        return split(train), (split(val) if val else None), classes
-
-    return read
-
-
-def _unpickle(path: Path) -> dict[bytes, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: CIFAR batch file not found")
-    try:
-        with path.open("rb") as f:
-            batch = pickle.load(f, encoding="bytes")
-    except (pickle.UnpicklingError, EOFError, OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable CIFAR batch ({err})") from err
-    if not isinstance(batch, dict):
-        raise ValueError(f"{path}: not a CIFAR batch (a {type(batch).__name__}, not a dict)")
-    return batch
-
-
-def _cifar_batch(path: Path, label_key: bytes, num_classes: int) -> _ArraySplit:
-    batch = _unpickle(path)
-    if b"data" not in batch or label_key not in batch:
-        raise ValueError(f"{path}: CIFAR batch lacks b'data' or {label_key!r}")
-    data = np.asarray(batch[b"data"])
-    labels = np.asarray(batch[label_key])
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise ValueError(
-            f"{path}: CIFAR data must be uint8 (N, 3072), got {data.dtype} {data.shape}"
-        )
-    if labels.shape != (len(data),):
-        raise ValueError(f"{path}: {len(data)} images but labels of shape {labels.shape}")
-    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return _ArraySplit(np.ascontiguousarray(images), _checked_labels(labels, path, num_classes))
-
-
-def _cifar_names(path: Path, key: bytes) -> list[str] | None:
-    """Class names from CIFAR's meta file, None when it is absent."""
-    if not path.is_file():
-        return None
-    meta = _unpickle(path)
-    if key not in meta:
-        raise ValueError(f"{path}: CIFAR meta file lacks {key!r}")
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in meta[key]]
-
-
-def _cifar(root: Path) -> _Source:
-    if (root / "data_batch_1").is_file():  # CIFAR-10
-        parts = [_cifar_batch(root / name, b"labels", 10) for name in _CIFAR10_BATCHES]
-        train = _ArraySplit(
-            np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts])
-        )
-        val = _cifar_batch(root / "test_batch", b"labels", 10)
-        return train, val, _cifar_names(root / "batches.meta", b"label_names")
-    return (
-        _cifar_batch(root / "train", b"fine_labels", 100),
-        _cifar_batch(root / "test", b"fine_labels", 100),
-        _cifar_names(root / "meta", b"fine_label_names"),
-    )
-
-
-def _checked_labels(labels: np.ndarray, where: Path, num_classes: int | None = None) -> np.ndarray:
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"{where}: labels must be 1-D integers, got {labels.dtype} {labels.shape}")
-    if len(labels) and labels.min() < 0:
-        raise ValueError(f"{where}: negative label {int(labels.min())}")
-    if num_classes is not None and len(labels) and labels.max() >= num_classes:
-        raise ValueError(f"{where}: label {int(labels.max())} is outside [0, {num_classes})")
-    return labels.astype(np.int64)
-
-
-def _as_nhwc(a: np.ndarray, path: Path) -> np.ndarray:
-    if a.dtype != np.uint8 or a.ndim != 4:
-        raise ValueError(
-            f"{path}: images must be uint8 (N, H, W, C) or (N, C, H, W), got {a.dtype} {a.shape}"
-        )
-    if a.shape[1] in (1, 3) and a.shape[-1] not in (1, 3):
-        a = a.transpose(0, 2, 3, 1)
-    if a.shape[-1] == 1:
-        a = np.repeat(a, 3, axis=-1)
-    if a.shape[-1] != 3:
-        raise ValueError(f"{path}: images need 1 or 3 channels, got shape {a.shape}")
-    return np.ascontiguousarray(a)
-
-
-def _npz_split(x: np.ndarray, y: np.ndarray, path: Path) -> _ArraySplit:
-    images, labels = _as_nhwc(x, path), _checked_labels(np.asarray(y), path)
-    if len(images) != len(labels):
-        raise ValueError(f"{path}: {len(images)} images but {len(labels)} labels")
-    return _ArraySplit(images, labels)
-
-
-def _npz(path: Path) -> _Source:
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable .npz file ({err})") from err
-    if all(k in arrays for k in ("x_train", "y_train", "x_val", "y_val")):
-        return (
-            _npz_split(arrays["x_train"], arrays["y_train"], path),
-            _npz_split(arrays["x_val"], arrays["y_val"], path),
-            None,
-        )
-    if all(k in arrays for k in ("images", "labels")):
-        return _npz_split(arrays["images"], arrays["labels"], path), None, None
-    raise ValueError(
-        f"{path}: expected arrays x_train, y_train, x_val, y_val or images, labels; "
-        f"found {sorted(arrays)}"
-    )
-
-
-def _load_source(src: Path, source: str) -> _Source:
-    if not src.exists():
-        raise FileNotFoundError(f"{src}: no such file or folder")
-    if src.is_dir() and not any(src.iterdir()):
-        raise ValueError(f"{src}: folder is empty")
-    kind = detect_source(src) if source == "auto" else source
-    readers: dict[str, Callable[[Path], _Source]] = {
-        "imagefolder": _imagefolder,
-        "cifar": _cifar,
-        "npz": _npz,
-        **{name: _layout(name) for name in DATASETS},
-    }
-    if kind not in readers:
-        raise ValueError(f"source must be one of auto, {', '.join(readers)}; got {source!r}")
-    return readers[kind](src)
-
-
-def _largest_label(*splits: _Split | None) -> int:
-    return max((int(s.labels.max()) for s in splits if s is not None and len(s)), default=-1)
-
-
-def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (train, val) index split, each sorted; the same draw as fastrft.data.sources."""
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
-    n_val = max(round(val_fraction * n), 1)
-    if n_val >= n:
-        raise ValueError(f"{n} samples are too few to split with val_fraction={val_fraction}")
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
-
+from fastrft.data.readers import (
+    ArraySplit,
+    SourceName,
+    Split,
+    largest_label,
+    load_source,
+    read_rgb,
+    split_indices,
+)
 
 # --------------------------------------------------------------------------- checks
 
 
-def _drop_unreadable(split: _Split, on_bad_image: str, progress: bool, name: str) -> _Split:
+def _drop_unreadable(split: Split, on_bad_image: str, progress: bool, name: str) -> Split:
     """Decode every file once; raise on the first bad one, or drop bad ones with a warning."""
-    if isinstance(split, _ArraySplit):
+    if isinstance(split, ArraySplit):
         return split
     keep, bad = [], []
     with _progress_bar(f"checking {name}", len(split), progress) as advance:
         for i, path in enumerate(split.paths):
             try:
-                _read_rgb(path)
+                read_rgb(path)
                 keep.append(i)
             except ValueError:
                 if on_bad_image == "error":
@@ -401,7 +116,7 @@ class _WorkerWatch:
             )
 
 
-def _write_beton(path: Path, split: _Split, opts: dict[str, Any], progress: bool) -> None:
+def _write_beton(path: Path, split: Split, opts: dict[str, Any], progress: bool) -> None:
     import ffcv.writer
     from ffcv.fields import IntField, RGBImageField
 
@@ -479,8 +194,8 @@ def convert(
     """
     _check_options(mode, jpeg_quality, max_side, workers, on_bad_image)
     src = Path(src)
-    train, val, classes = _load_source(src, source)
-    num_classes = len(classes) if classes else _largest_label(train, val) + 1
+    train, val, classes = load_source(src, source)
+    num_classes = len(classes) if classes else largest_label(train, val) + 1
     if val is None:
         train_idx, val_idx = split_indices(len(train), val_fraction, seed)
         train, val = train.subset(train_idx), train.subset(val_idx)
@@ -662,7 +377,5 @@ __all__: Sequence[str] = [
     "beton_info",
     "classes_file",
     "convert",
-    "detect_source",
     "read_beton",
-    "split_indices",
 ]

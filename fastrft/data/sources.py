@@ -4,10 +4,11 @@ toy          generated offline (fastrft.toy): a quarter as many validation image
 digits       scikit-learn's handwritten digits (1,797 grey 8x8 images shipped with it, 10
              classes): upscaled to data.img_size, grey in 3 channels, split by
              data.val_fraction
-npz          x_train/y_train (+ x_val/y_val), or images/labels split by data.val_fraction;
-             images uint8, NHWC or NCHW
-imagefolder  ROOT/train/<class>/*, ROOT/val/<class>/* (or ROOT/<class>/* split by
-             data.val_fraction); resized (shorter side) and centre-cropped to data.img_size
+npz, imagefolder, cifar, cub, aircraft, caltech256, imagenette, cars, dogs
+             read by fastrft.data.readers, exactly as `fastrft data convert` reads them; a
+             source without a split of its own is split by data.val_fraction (the
+             converter's draw). Image files are resized (shorter side) and centre-cropped to
+             data.img_size, arrays resized to it
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from torch import Tensor
 from fastrft.config import DataConfig
 from fastrft.toy import toy_images
 
-from .layouts import IMAGE_SUFFIXES
+from .readers import ArraySplit, largest_label, load_source
+from .readers import Split as SourceSplit
 
 
 @dataclass
@@ -41,7 +43,7 @@ class Dataset:
 
 def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
     """The configured source, both splits, at cfg.img_size."""
-    loader = {"toy": _toy, "digits": _digits, "npz": _npz, "imagefolder": _imagefolder}[cfg.source]
+    loader = {"toy": _toy, "digits": _digits}.get(cfg.source, _from_reader)
     data = loader(cfg, seed)
     for name, split in (("train", data.train), ("val", data.val)):
         bad = (split.labels < 0) | (split.labels >= data.num_classes)
@@ -79,17 +81,6 @@ def _split(x: Tensor, y: Tensor, fraction: float, seed: int) -> tuple[Split, Spl
     return Split(x[order[n_val:]], y[order[n_val:]]), Split(x[order[:n_val]], y[order[:n_val]])
 
 
-def _as_nchw_uint8(a: np.ndarray, path: str, size: int) -> Tensor:
-    if a.dtype != np.uint8 or a.ndim != 4:
-        raise ValueError(
-            f"{path}: images must be uint8 (N, H, W, C) or (N, C, H, W), got {a.dtype} {a.shape}"
-        )
-    t = torch.from_numpy(a)
-    if t.shape[-1] in (1, 3) and t.shape[1] not in (1, 3):
-        t = t.permute(0, 3, 1, 2)
-    return _resize(t.contiguous(), size)
-
-
 def _resize(x: Tensor, size: int) -> Tensor:
     if x.shape[-2:] == (size, size):
         return x
@@ -99,38 +90,13 @@ def _resize(x: Tensor, size: int) -> Tensor:
     return y.round().clamp(0, 255).to(torch.uint8)
 
 
-def _npz(cfg: DataConfig, seed: int) -> Dataset:
-    path = cfg.root
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable .npz file ({err})") from err
-
-    def pick(*keys: str) -> list[np.ndarray] | None:
-        return [arrays[k] for k in keys] if all(k in arrays for k in keys) else None
-
-    if (both := pick("x_train", "y_train", "x_val", "y_val")) is not None:
-        xt, yt, xv, yv = both
-        train = Split(_as_nchw_uint8(xt, path, cfg.img_size), torch.from_numpy(yt).long())
-        val = Split(_as_nchw_uint8(xv, path, cfg.img_size), torch.from_numpy(yv).long())
-    elif (one := pick("images", "labels")) is not None:
-        x = _as_nchw_uint8(one[0], path, cfg.img_size)
-        train, val = _split(x, torch.from_numpy(one[1]).long(), cfg.val_fraction, seed)
-    else:
-        raise ValueError(
-            f"{path}: expected arrays x_train, y_train, x_val, y_val or images, "
-            f"labels; found {sorted(arrays)}"
-        )
-    labels = torch.cat([train.labels, val.labels])
-    return Dataset(train, val, int(labels.max()) + 1)
-
-
-def _class_dirs(root: Path) -> list[Path]:
-    dirs = sorted(p for p in root.iterdir() if p.is_dir())
-    if not dirs:
-        raise ValueError(f"{root}: no class folders (expected ROOT/<class>/<image files>)")
-    return dirs
+def _tensors(split: SourceSplit, size: int) -> tuple[Tensor, Tensor]:
+    """A reader's split as uint8 (N, C, H, W) images at size x size, and int64 labels."""
+    labels = torch.from_numpy(split.labels).long()
+    if isinstance(split, ArraySplit):
+        images = torch.from_numpy(split.images).permute(0, 3, 1, 2).contiguous()
+        return _resize(images, size), labels
+    return torch.stack([_read_image(path, size) for path in split.paths]), labels
 
 
 def _read_image(path: Path, size: int) -> Tensor:
@@ -151,33 +117,11 @@ def _read_image(path: Path, size: int) -> Tensor:
         raise ValueError(f"{path}: unreadable image ({err})") from err
 
 
-def _read_tree(root: Path, classes: list[str], size: int) -> Split:
-    images, labels = [], []
-    for label, name in enumerate(classes):
-        folder = root / name
-        files = (
-            sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if folder.is_dir()
-            else []
-        )
-        if not files:
-            raise ValueError(f"{folder}: class folder is missing or holds no images")
-        images += [_read_image(p, size) for p in files]
-        labels += [label] * len(files)
-    return Split(torch.stack(images), torch.tensor(labels))
-
-
-def _imagefolder(cfg: DataConfig, seed: int) -> Dataset:
-    root = Path(cfg.root)
-    if (root / "train").is_dir():
-        classes = [p.name for p in _class_dirs(root / "train")]
-        train = _read_tree(root / "train", classes, cfg.img_size)
-        if not (root / "val").is_dir():
-            raise ValueError(f"{root}: has train/ but no val/ folder")
-        val = _read_tree(root / "val", classes, cfg.img_size)
-    else:
-        classes = [p.name for p in _class_dirs(root)]
-        train, val = _split(
-            *vars(_read_tree(root, classes, cfg.img_size)).values(), cfg.val_fraction, seed
-        )
-    return Dataset(train, val, len(classes))
+def _from_reader(cfg: DataConfig, seed: int) -> Dataset:
+    """npz, imagefolder, cifar or a named layout, read as the FFCV converter reads it."""
+    train, val, classes = load_source(Path(cfg.root), cfg.source)
+    num_classes = len(classes) if classes else largest_label(train, val) + 1
+    x, y = _tensors(train, cfg.img_size)
+    if val is None:  # no split of its own: the converter's seeded draw
+        return Dataset(*_split(x, y, cfg.val_fraction, seed), num_classes)
+    return Dataset(Split(x, y), Split(*_tensors(val, cfg.img_size)), num_classes)

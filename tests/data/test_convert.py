@@ -15,6 +15,7 @@ from ffcv.reader import Reader  # noqa: E402
 
 from fastrft.data import convert as convert_module  # noqa: E402
 from fastrft.data.convert import beton_info, classes_file, convert  # noqa: E402
+from fastrft.data.readers import ArraySplit  # noqa: E402
 
 SIZES = [(20, 14), (9, 31), (16, 16), (33, 8)]  # (height, width)
 
@@ -319,7 +320,7 @@ def test_a_failing_writer_worker_raises_instead_of_hanging(tmp_path, monkeypatch
     def broken(self, i):
         raise OSError("disk gone")
 
-    monkeypatch.setattr(convert_module._ArraySplit, "__getitem__", broken)
+    monkeypatch.setattr(ArraySplit, "__getitem__", broken)
     with pytest.raises(RuntimeError, match="worker died"):
         convert(tmp_path / "d.npz", tmp_path / "out", workers=2, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz"]

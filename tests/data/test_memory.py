@@ -112,5 +112,47 @@ def test_imagefolder_source_and_bad_roots(tmp_path):
         load_dataset(DataConfig(source="imagefolder", root=str(tmp_path), img_size=8))
     empty = tmp_path / "empty"
     empty.mkdir()
+    with pytest.raises(ValueError, match="folder is empty"):
+        load_dataset(DataConfig(source="imagefolder", root=str(empty), img_size=8))
+    (empty / "notes.txt").write_text("no classes here")
     with pytest.raises(ValueError, match="no class folders"):
         load_dataset(DataConfig(source="imagefolder", root=str(empty), img_size=8))
+
+
+def test_imagefolder_without_val_is_split_like_the_converter(tmp_path):
+    from PIL import Image
+
+    from fastrft.data.readers import split_indices
+
+    for cls in ("a", "b", "c"):
+        (tmp_path / "train" / cls).mkdir(parents=True)
+        for i in range(4):
+            value = 10 * ("abc".index(cls) * 4 + i)  # image k is filled with 10 k
+            Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(
+                tmp_path / "train" / cls / f"{i}.png"
+            )
+    data = load_dataset(
+        DataConfig(source="imagefolder", root=str(tmp_path), img_size=8, val_fraction=0.25),
+        seed=3,
+    )
+    _, val_idx = split_indices(12, 0.25, seed=3)
+    assert sorted(data.val.images[:, 0, 0, 0].div(10).long().tolist()) == val_idx.tolist()
+    assert len(data.train.labels) == 9 and data.num_classes == 3
+
+
+def test_cifar_source_in_memory(tmp_path):
+    import pickle
+
+    rng = np.random.default_rng(0)
+    batches = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batches[name] = {
+            b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
+            b"labels": rng.integers(0, 10, 4).tolist(),
+        }
+        (tmp_path / name).write_bytes(pickle.dumps(batches[name]))
+    data = load_dataset(DataConfig(source="cifar", root=str(tmp_path), img_size=32))
+    test = batches["test_batch"]
+    assert torch.equal(data.val.images, torch.from_numpy(test[b"data"]).view(4, 3, 32, 32))
+    assert data.val.labels.tolist() == test[b"labels"] and data.num_classes == 10
+    assert len(data.train.labels) == 20
