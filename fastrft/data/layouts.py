@@ -54,7 +54,7 @@ DATASETS: dict[str, str] = {
         "cars_test_annos_withlabels.mat in ROOT or ROOT/devkit (struct 'annotations' with "
         "fields fname and class, 1-based; the devkit's cars_test_annos.mat has no labels); "
         "test is val. An ImageFolder re-packaging is read by --source imagefolder "
-        "(ROOT/train/<class>/ and ROOT/val/<class>/: rename its test/ to val/)"
+        "(ROOT/train/<class>/ and ROOT/test/<class>/ or ROOT/val/<class>/)"
     ),
     "dogs": (
         "Stanford Dogs (120 classes): ROOT/Images/<wnid-breed>/*.jpg, "

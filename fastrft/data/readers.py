@@ -1,8 +1,8 @@
 """Readers of every source format fastrft takes: image files and arrays with their labels,
 the source's own train/val split where it has one, and the class names.
 
-imagefolder  ROOT/train/<class>/* + ROOT/val/<class>/*, or ROOT/<class>/* (no split of its
-             own); classes sorted; any PIL format, converted to RGB
+imagefolder  ROOT/train/<class>/* + ROOT/val/<class>/* (or test/), or ROOT/<class>/* (no
+             split of its own); classes sorted; any PIL format, converted to RGB
 cifar        a CIFAR-10 (data_batch_1..5 + test_batch) or CIFAR-100 (train + test,
              'fine_labels') python-batch folder; test is the val split
 npz          x_train/y_train/x_val/y_val, or images/labels (no split of its own); uint8 NHWC
@@ -154,8 +154,16 @@ def _imagefolder(root: Path) -> Source:
     if (root / "train").is_dir():
         classes = _class_names(root / "train")
         train = FileSplit(*_class_files(root / "train", classes))
-        val = FileSplit(*_class_files(root / "val", classes)) if (root / "val").is_dir() else None
-        return train, val, classes
+        held_out = next((root / n for n in ("val", "test") if (root / n).is_dir()), None)
+        if held_out is None:
+            return train, None, classes
+        unknown = sorted(set(_class_names(held_out)) - set(classes))
+        if unknown:  # their images would silently be left out
+            raise ValueError(
+                f"{held_out}: class folders {', '.join(unknown[:5])} are not in "
+                f"{root / 'train'}; every validation class must be a training class"
+            )
+        return train, FileSplit(*_class_files(held_out, classes)), classes
     classes = _class_names(root)
     return FileSplit(*_class_files(root, classes)), None, classes
 

@@ -156,3 +156,18 @@ def test_cifar_source_in_memory(tmp_path):
     assert torch.equal(data.val.images, torch.from_numpy(test[b"data"]).view(4, 3, 32, 32))
     assert data.val.labels.tolist() == test[b"labels"] and data.num_classes == 10
     assert len(data.train.labels) == 20
+
+
+def test_imagefolder_test_folder_is_the_val_split_and_unknown_classes_are_refused(tmp_path):
+    from PIL import Image
+
+    for split, classes in (("train", ("a", "b")), ("test", ("a", "b"))):
+        for cls in classes:
+            (tmp_path / split / cls).mkdir(parents=True)
+            Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / split / cls / "0.png")
+    cfg = DataConfig(source="imagefolder", root=str(tmp_path), img_size=8)
+    data = load_dataset(cfg)
+    assert data.val.labels.tolist() == [0, 1] and data.train.labels.tolist() == [0, 1]
+    (tmp_path / "test" / "zebra").mkdir()
+    with pytest.raises(ValueError, match=r"test: class folders zebra are not in .*train"):
+        load_dataset(cfg)
