@@ -32,9 +32,7 @@ from fastrft.engine.attacker import Attacker
 from fastrft.engine.speed import Speed
 from fastrft.objectives import make_objective
 
-from .ladder import Workload, fresh_model, random_batch, release
-from .telemetry import TelemetrySampler
-from .timing import time_calls, timed
+from .ladder import Workload, fresh_model, measure, random_batch, release
 
 Craft = Callable[[], Tensor]
 
@@ -128,25 +126,20 @@ def robust_accuracy(model: nn.Module, x_adv: Tensor, y: Tensor) -> float:
 def time_variant(
     v: Variant, model: nn.Module, y: Tensor, w: Workload, counts: dict[str, int]
 ) -> dict[str, Any]:
-    cuda = w.device.type == "cuda"
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(w.device)
-    warmup_s = timed(lambda: [v.craft() for _ in range(max(counts["warmup"], 1))], w.device)
-    with TelemetrySampler(w.device) as sampler:
-        timing, _ = time_calls(v.craft, w.device, calls=counts["calls"], repeats=counts["repeats"])
-    acc = robust_accuracy(model, v.craft(), y)
-    tel = sampler.result
-    images = counts["calls"] * counts["repeats"] * w.batch_size
+    warmup = max(counts["warmup"], 1)
+    timing, warmup_s, peak, tel, per_image = measure(
+        v.craft, w, warmup=warmup, calls=counts["calls"], repeats=counts["repeats"]
+    )
     return {
         "name": v.name,
         "peer": v.peer,
         "images_per_s": w.batch_size / (timing.median_ms / 1e3),
         **timing.as_dict(),
-        "robust_acc": acc,
+        "robust_acc": robust_accuracy(model, v.craft(), y),
         "warmup_s": warmup_s,
-        "peak_memory_gib": torch.cuda.max_memory_allocated(w.device) / 2**30 if cuda else None,
+        "peak_memory_gib": peak,
         **tel.as_dict(),
-        "energy_per_image_j": tel.energy_j / images if tel.energy_j is not None else None,
+        "energy_per_image_j": per_image,
     }
 
 

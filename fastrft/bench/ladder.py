@@ -213,14 +213,15 @@ def release(device: torch.device) -> None:
 
 
 def measure(
-    step: Callable[[], None],
+    step: Callable[[], object],
     w: Workload,
     *,
     warmup: int,
     calls: int,
     repeats: int,
 ) -> tuple[Timing, float, float | None, Telemetry, float | None]:
-    """(timing, warm-up seconds, peak GiB, telemetry, joules per image) of a built step."""
+    """(timing, warm-up seconds, peak GiB, telemetry, joules per image) of a built step (a
+    training step, or an attack call)."""
     cuda = w.device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(w.device)
