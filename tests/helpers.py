@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import torch
 from torch import Tensor
 
@@ -118,3 +121,22 @@ def assert_same_trajectory(a: Tensor, b: Tensor, norm: str, what: str = "attack"
     worst = (a.double() - b.double()).flatten(1).abs().amax(1)
     agree = (worst <= 1e-4).double().mean().item()
     assert agree >= 0.95, f"{what}: {agree:.1%} of samples agree within 1e-4, want >= 95%"
+
+
+def torchrun(*args: str, port: int, nproc: int = 2) -> subprocess.CompletedProcess[str]:
+    """``python -m torch.distributed.run`` with ``nproc`` local processes (gloo on a CPU)."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            str(nproc),
+            "--master-port",
+            str(port),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )

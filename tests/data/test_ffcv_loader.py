@@ -1,7 +1,6 @@
 """The FFCV loader over small .beton files written here (CPU; skipped without ffcv)."""
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import torch
 
 from fastrft.data import InMemoryLoader
 from fastrft.data.ffcv_loader import FfcvLoader, ffcv_available
+from tests.helpers import torchrun
 
 ffcv = pytest.importorskip("ffcv")
 
@@ -252,23 +252,7 @@ def test_distributed_ranks_get_disjoint_shards(square, tmp_path):
     shard of every epoch (DistributedSampler pads 37 images to 38, so one image may repeat),
     with static batches and a new order each epoch."""
     worker = Path(__file__).with_name("ffcv_ddp_worker.py")
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "--master-port",
-            "29533",
-            str(worker),
-            str(square[0]),
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    run = torchrun(str(worker), str(square[0]), str(tmp_path), port=29533)
     assert run.returncode == 0, run.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for r in ranks:

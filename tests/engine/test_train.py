@@ -15,6 +15,7 @@ from fastrft.cli import main
 from fastrft.config import load_config
 from fastrft.engine import Trainer, TrainingDiverged
 from fastrft.engine.checkpoint import load_checkpoint
+from tests.helpers import torchrun
 
 TINY = [
     "epochs=3",
@@ -192,26 +193,8 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path, args, message):
 @pytest.mark.slow
 def test_ddp_with_two_gloo_processes(tmp_path):
     out = tmp_path / "ddp"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "--master-port",
-            "29531",
-            "-m",
-            "fastrft",
-            "train",
-            "--no-progress",
-            *TINY,
-            "epochs=2",
-            f"out_dir={out}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    run = torchrun(
+        "-m", "fastrft", "train", "--no-progress", *TINY, "epochs=2", f"out_dir={out}", port=29531
     )
     assert run.returncode == 0, run.stderr[-3000:]
     records = _records(out)
