@@ -24,10 +24,16 @@ EPOCHS = 3
 
 
 def _midway(root: Path) -> bool:
-    """One run done, and another checkpointed but not finished."""
+    """One run done, and another checkpointed with epochs still to train: a run whose last
+    epoch is checkpointed may write its results before the kill lands."""
     if not (root / "ledger.jsonl").exists() or "done" not in {r["state"] for r in ledger(root)}:
         return False
-    return any(_cut(root / run) for run in IDS)
+    return any(_cut(root / run) and _epochs_logged(root / run) < EPOCHS for run in IDS)
+
+
+def _epochs_logged(run_dir: Path) -> int:
+    metrics = run_dir / "metrics.jsonl"
+    return metrics.read_text().count("\n") if metrics.exists() else 0
 
 
 def _cut(run_dir: Path) -> bool:
