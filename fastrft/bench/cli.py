@@ -26,6 +26,7 @@ from rich.console import Console
 
 from fastrft.cli import fraction_arg
 from fastrft.config import AttackConfig, ConfigError
+from fastrft.engine.graphs import CaptureFailed
 
 from .environment import environment
 from .ladder import RUNGS, Rung, Workload, largest_batch_that_fits, run_rung, runnable
@@ -103,12 +104,12 @@ def parser() -> argparse.ArgumentParser:
         "--compile",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="compile the model for the limit, rungs 5-6 and the attack fast path "
+        help="compile the model for the limit, rungs 5-7 and the attack fast path "
         "(--no-compile drops rung 5 and measures the limit eager)",
     )
     s.add_argument(
         "--rungs",
-        help="which rungs to run, e.g. 0-6 or 0,4,6 (default: every rung the device can run)",
+        help="which rungs to run, e.g. 0-7 or 0,4,7 (default: every rung the device can run)",
     )
     s.add_argument("--no-limit", action="store_true", help="skip measuring the limit")
     s.add_argument(
@@ -220,7 +221,7 @@ def parse_rungs(
                 chosen += range(int(lo), int(hi or lo) + 1)
         except ValueError:
             raise ValueError(
-                f"--rungs: expected numbers and ranges such as 0-6 or 0,4,6, got {spec!r}"
+                f"--rungs: expected numbers and ranges such as 0-7 or 0,4,7, got {spec!r}"
             ) from None
         bad = [i for i in chosen if not 0 <= i < len(RUNGS)]
         if bad:
@@ -252,14 +253,19 @@ def timing_counts(args: argparse.Namespace, device: torch.device) -> dict[str, i
 
 def run_ladder(
     w: Workload, rungs: list[Rung], counts: dict[str, int], console: Console, profile: bool
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
-    """(one row per rung, the top rung's operator profile if asked for)."""
-    rows, ops = [], None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None, list[str]]:
+    """(one row per rung, the top rung's operator profile if asked for, notes on rungs
+    whose CUDA graph torch could not capture)."""
+    rows, ops, failed = [], None, []
     for rung in rungs:
         console.print(f"rung {rung.index}: {rung.name(w.amp_dtype)} ...", style="dim")
         top = profile and rung is rungs[-1]
         try:
             result = run_rung(rung, w, **counts, profile=top)
+        except CaptureFailed as e:
+            failed.append(f"rung {rung.index} failed: torch could not capture its graph ({e})")
+            console.print(failed[-1], style="yellow")
+            continue
         except torch.cuda.OutOfMemoryError:
             fit = largest_batch_that_fits(rung, w)
             total = torch.cuda.get_device_properties(w.device).total_memory / 2**30
@@ -274,7 +280,7 @@ def run_ladder(
             ) from None
         rows.append(result.as_dict())
         ops = result.profile if top else ops
-    return rows, ops
+    return rows, ops, failed
 
 
 TRAIN_COLUMNS = [
@@ -333,7 +339,7 @@ def bench_train(
 ) -> dict[str, Any]:
     rungs, skipped = parse_rungs(args.rungs, w.device, args.compile)
     counts = timing_counts(args, w.device)
-    rows, ops = run_ladder(w, rungs, counts, console, args.profile)
+    rows, ops, failed = run_ladder(w, rungs, counts, console, args.profile)
     limit = None
     if not args.no_limit:
         console.print("limit: T_train, T_grad, T_fwd ...", style="dim")
@@ -352,7 +358,7 @@ def bench_train(
         "rows": rows,
         "limit": limit,
         "projection": projection,
-        "skipped": skipped,
+        "skipped": skipped + failed,
         "timing": counts,
         "profile": ops,
     }

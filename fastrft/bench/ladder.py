@@ -1,4 +1,4 @@
-"""The lever ladder: one robust training step built seven ways, each rung adding one lever.
+"""The lever ladder: one robust training step built eight ways, each rung adding one lever.
 
     0  eager fp32 NCHW, the attack a user writes today (fastrft.bench.baseline), then AdamW
     1  + bf16 autocast            (or --amp-dtype)
@@ -6,10 +6,12 @@
     3  + frozen parameters        (requires_grad off while the attack runs)
     4  + fused kernels            (fastrft.attacks through the engine's Attacker)
     5  + torch.compile            (the model; the attack loop stays eager, see DESIGN.md)
-    6  + CUDA graphs              (the whole k-step attack replayed as one graph)
+    6  + CUDA graphs              (the whole k-step attack replayed as one graph: the default)
+    7  + whole step in one graph  (attack, loss, backward and AdamW: speed.graph_step)
 
-A step is: craft x_adv (the model in eval mode, as attack libraries run it), the objective's
-loss on it in train mode, backward, optimizer step. Inputs are random pixels and labels.
+A step is the engine's (fastrft.engine.step): craft x_adv (the model in eval mode, as attack
+libraries run it), the objective's loss on it in train mode, backward, optimizer step.
+Inputs are random pixels and labels.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from fastrft.attacks.losses import attack_loss
 from fastrft.config import AttackConfig
 from fastrft.engine.attacker import Attacker
 from fastrft.engine.speed import Speed
+from fastrft.engine.step import AttackFn, capture_step, robust_step
 from fastrft.models import build_model
 from fastrft.objectives import Objective, make_objective
 
@@ -36,7 +39,7 @@ from .profile import top_operators
 from .telemetry import Telemetry, TelemetrySampler
 from .timing import Timing, time_calls, timed
 
-LEVERS = ("amp", "channels_last", "freeze", "fused", "compile", "graphs")
+LEVERS = ("amp", "channels_last", "freeze", "fused", "compile", "graphs", "graph_step")
 RUNG_NAMES = (
     "eager fp32 (baseline)",
     "+ {amp} autocast",
@@ -45,6 +48,7 @@ RUNG_NAMES = (
     "+ fused kernels",
     "+ torch.compile",
     "+ CUDA graphs",
+    "+ whole step in one graph",
 )
 AMP_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 
@@ -141,15 +145,12 @@ def autocast(w: Workload, on: bool) -> Callable[[], contextlib.AbstractContextMa
     return lambda: torch.autocast(w.device.type, dtype=w.amp_dtype)
 
 
-def _baseline_attack(
-    rung: Rung, w: Workload, objective: Objective
-) -> Callable[[nn.Module, Tensor, Tensor], Tensor]:
+def _baseline_attack(rung: Rung, w: Workload, objective: Objective, net: nn.Module) -> AttackFn:
     """The user's own loop: model in eval mode, parameters frozen only from rung 3."""
     a, amp = w.attack, autocast(w, rung.has("amp"))
     loss_fn = attack_loss(objective.attack_loss, targeted=False)
 
-    def craft(net: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        target = objective.attack_target(net, x, y)
+    def craft(x: Tensor, target: Tensor, eps: Tensor) -> Tensor:
         with attack_mode(net, "eval", freeze=rung.has("freeze")), amp():
             if a.name == "apgd":
                 return apgd_baseline(net, x, target, a.eps, a.steps)
@@ -160,48 +161,49 @@ def _baseline_attack(
     return craft
 
 
-def _fused_attack(
-    rung: Rung, w: Workload, objective: Objective, net: nn.Module
-) -> Callable[[nn.Module, Tensor, Tensor], Tensor]:
-    """fastrft's attack exactly as the training engine runs it."""
+def _fused_attack(rung: Rung, w: Workload, objective: Objective, net: nn.Module) -> AttackFn:
+    """fastrft's attack exactly as the training engine runs it: captured alone from rung 6,
+    eager inside the step's own graph at rung 7."""
+    whole_step = rung.has("graph_step")
     speed = Speed(
         w.device,
         w.amp_dtype if rung.has("amp") else None,
         rung.has("channels_last"),
         compile=False,  # the engine hands the attacker a model compiled already
-        cuda_graphs=rung.has("graphs"),
+        cuda_graphs=rung.has("graphs") and not whole_step,
     )
     attacker = Attacker(net, w.attack, objective, speed)
-    return lambda net, x, y: attacker(x, objective.attack_target(net, x, y), w.attack.eps)
+    if whole_step:
+        return attacker.run
+    return lambda x, target, eps: attacker(x, target, w.attack.eps)
 
 
 def training_step(rung: Rung, w: Workload) -> Callable[[], None]:
-    """One robust training step of the rung, on a fresh model and a fixed random batch."""
+    """One robust training step of the rung, on a fresh model and a fixed random batch. At
+    rung 7 its first call captures it (warm-up and capture count as warm-up time)."""
     model = fresh_model(w)
     channels_last = rung.has("channels_last")
     if channels_last:
         model.to(memory_format=torch.channels_last)
     net = torch.compile(model) if rung.has("compile") else model
     x, y = random_batch(w, channels_last)
+    eps = torch.full((w.batch_size,), w.attack.eps, device=w.device)
     objective = make_objective(w.objective)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    amp = autocast(w, rung.has("amp"))
-    craft = (
-        _fused_attack(rung, w, objective, net)
-        if rung.has("fused")
-        else _baseline_attack(rung, w, objective)
-    )
-
-    def step() -> None:
-        x_adv = craft(net, x, y)
-        with amp():
-            loss, _ = objective.loss(net, x, y, x_adv)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
+    whole_step = rung.has("graph_step")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, capturable=whole_step)
+    attack = (_fused_attack if rung.has("fused") else _baseline_attack)(rung, w, objective, net)
+    step = robust_step(net, objective, optimizer, autocast(w, rung.has("amp")), attack)
     net.train()
-    return step
+    if not whole_step:
+        return lambda: step(x, y, eps)
+    captured = []
+
+    def replay() -> None:
+        if not captured:
+            captured.append(capture_step(step, (x, y, eps), model, optimizer))
+        captured[0](x, y, eps)
+
+    return replay
 
 
 def release(device: torch.device) -> None:

@@ -19,6 +19,7 @@ class Speed:
     channels_last: bool
     compile: bool
     cuda_graphs: bool
+    graph_step: bool = False
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.amp is None:
@@ -27,7 +28,8 @@ class Speed:
 
     def describe(self) -> str:
         amp = {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[self.amp]
-        on = [k for k in ("channels_last", "compile", "cuda_graphs") if getattr(self, k)]
+        levers = ("channels_last", "compile", "cuda_graphs", "graph_step")
+        on = [k for k in levers if getattr(self, k)]
         return f"{self.device.type} {amp}" + (" + " + ", ".join(on) if on else "")
 
 
@@ -41,4 +43,12 @@ def resolve_speed(cfg: SpeedConfig, device: torch.device) -> Speed:
     graphs = flag(cfg.cuda_graphs, cuda)
     if graphs and not cuda:
         raise ValueError("speed.cuda_graphs: CUDA graphs need a CUDA device; set it to auto")
-    return Speed(device, amp, flag(cfg.channels_last, cuda), flag(cfg.compile, cuda), graphs)
+    graph_step = flag(cfg.graph_step, False)  # auto: off until a GPU run has checked it
+    if graph_step and not graphs:
+        raise ValueError(
+            "speed.graph_step: capturing the whole step needs speed.cuda_graphs on (and a CUDA "
+            "device); set speed.graph_step=false"
+        )
+    return Speed(
+        device, amp, flag(cfg.channels_last, cuda), flag(cfg.compile, cuda), graphs, graph_step
+    )

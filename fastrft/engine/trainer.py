@@ -10,6 +10,7 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,10 @@ from fastrft.schedules import make_schedule
 from .attacker import Attacker
 from .checkpoint import Checkpointer, rng_state, set_rng_state
 from .distributed import Dist, all_reduce_sum, close_distributed, init_distributed
+from .graphs import CapturedCall, CaptureFailed
 from .log import MetricsLog, progress_bar
 from .speed import resolve_speed
+from .step import capture_step, robust_step
 
 CHECK_EVERY = 20  # steps between host syncs (progress, the finite-loss check)
 
@@ -91,6 +94,8 @@ class Trainer:
         )
 
         o = cfg.optim
+        if self.speed.graph_step:
+            _check_graph_step(self.dist.enabled, o.accumulate, self.speed.amp)
         self.optimizer = build_optimizer(
             self.model,
             lr=o.lr,
@@ -98,6 +103,7 @@ class Trainer:
             weight_decay=o.weight_decay,
             head_weight_decay=o.head_weight_decay,
             betas=o.betas,
+            capturable=self.speed.graph_step,
         )
         updates = cfg.epochs * max(len(self.train_loader) // o.accumulate, 1)
         self.lr_schedule = cosine_with_warmup(
@@ -122,6 +128,10 @@ class Trainer:
         )
         self.objective = make_objective(cfg.objective.name, cfg.objective.beta)
         self.attacker = Attacker(self.net, cfg.attack, self.objective, self.speed)
+        self.train_step = robust_step(
+            self.net, self.objective, self.optimizer, self.speed.autocast, self.attacker.run
+        )
+        self._captured: dict[bool, CapturedCall] = {}  # by whether the step attacks
         self.checkpointer = Checkpointer(self.run_dir / "checkpoints")
         self.history: list[dict[str, Any]] = []
         self.log = MetricsLog(self.run_dir) if self.dist.main else None
@@ -170,6 +180,9 @@ class Trainer:
             return 0
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.speed.graph_step:  # a run saved without it stored its learning rates as floats
+            for group in self.optimizer.param_groups:
+                group["lr"] = torch.as_tensor(group["lr"], dtype=torch.float32, device=self.device)
         self.lr_schedule.load_state_dict(state["lr_schedule"])
         self.scaler.load_state_dict(state["scaler"])
         self.schedule.load_state_dict(state["schedule"])
@@ -220,11 +233,11 @@ class Trainer:
             )
             for step, (x, y) in enumerate(loader):
                 eps = self._eps(epoch, step)
-                x_adv = self._adversarial(x, y, eps)
-                update = (step + 1) % acc_every == 0 or step + 1 == steps
-                loss, logits = self._forward_backward(x, y, x_adv, sync=update)
-                if update:
-                    self._update()
+                out = self._graphed_step(x, y, eps) if self.speed.graph_step else None
+                if out is None:
+                    update = (step + 1) % acc_every == 0 or step + 1 == steps
+                    out = self._eager_step(x, y, eps, update)
+                loss, logits = out
                 totals += torch.stack(
                     [
                         loss.detach().float() * len(y),
@@ -262,6 +275,46 @@ class Trainer:
         if not self.objective.attacks or eps <= 0:
             return None
         return self.attacker(x, self.objective.attack_target(self.net, x, y), eps)
+
+    def _eager_step(self, x: Tensor, y: Tensor, eps: float, update: bool) -> tuple[Tensor, Tensor]:
+        """Attack (its own graph where speed.cuda_graphs), forward and backward through DDP
+        when distributed, and the optimizer step when ``update`` (gradient accumulation)."""
+        x_adv = self._adversarial(x, y, eps)
+        loss, logits = self._forward_backward(x, y, x_adv, sync=update)
+        if update:
+            self._update()
+        return loss, logits
+
+    def _graphed_step(self, x: Tensor, y: Tensor, eps: float) -> tuple[Tensor, Tensor] | None:
+        """The whole step replayed from a CUDA graph (one for steps that attack, one for
+        eps = 0), or None if it could not be captured. The outputs are the graph's static
+        tensors: use them before the next step."""
+        attacked = self.objective.attacks and eps > 0
+        inputs = (x, y, torch.full((len(y),), eps, device=x.device)) if attacked else (x, y)
+        graph = self._captured.get(attacked)
+        if graph is None or not graph.fits(*inputs):
+            graph = self._capture(inputs)
+            if graph is None:
+                return None
+            self._captured[attacked] = graph
+        out = graph(*inputs)
+        self.lr_schedule.step()  # fills the learning-rate tensors the graph reads, in place
+        return out
+
+    def _capture(self, inputs: tuple[Tensor, ...]) -> CapturedCall | None:
+        """The step captured, or (after a failed capture, which leaves the model as it was)
+        None and the rest of the run on the attack's graph with an eager update."""
+        try:
+            return capture_step(self.train_step, inputs, self.model, self.optimizer)
+        except CaptureFailed as e:
+            self.console.print(
+                f"[yellow]speed.graph_step: capturing the training step failed ({e}); "
+                "going on with the attack's graph and an eager update[/yellow]"
+            )
+            self.optimizer.zero_grad(set_to_none=True)
+            self.speed = replace(self.speed, graph_step=False)
+            self._captured.clear()
+            return None
 
     def _forward_backward(
         self, x: Tensor, y: Tensor, x_adv: Tensor | None, sync: bool
@@ -371,3 +424,19 @@ def _summary(r: dict[str, Any]) -> str:
         f"train loss {r['train_loss']:.3f} acc {r['train_acc']:.3f}  val clean "
         f"{r['val_clean_acc']:.3f}{adv}  {r['images_per_s']:.0f} img/s"
     )
+
+
+def _check_graph_step(distributed: bool, accumulate: int, amp: torch.dtype | None) -> None:
+    """A whole-step graph holds no host decisions: no DDP reducer, no accumulation, no fp16
+    loss scaling (whose skipped steps are decided on the host)."""
+    why = (
+        "it runs in one process (not under torchrun)"
+        if distributed
+        else "it needs optim.accumulate=1"
+        if accumulate != 1
+        else "fp16 loss scaling cannot be captured; use speed.amp=bf16"
+        if amp == torch.float16
+        else None
+    )
+    if why:
+        raise ConfigError(f"speed.graph_step: {why}; or set speed.graph_step=false")

@@ -9,7 +9,9 @@ import sys
 import pytest
 import torch
 
+from fastrft.bench import cli
 from fastrft.bench.cli import main
+from fastrft.engine.graphs import CaptureFailed
 
 TINY = ["--preset", "tiny", "--no-compile", "--iters", "1", "--repeats", "2", "--warmup", "1"]
 
@@ -25,10 +27,11 @@ def ladder(tmp_path_factory):
 def test_ladder_rows_limit_and_files(ladder):
     result, out = ladder
     rows = result["rows"]
-    assert [r["rung"] for r in rows] == [0, 1, 2, 3, 4]  # 5: --no-compile, 6: no GPU
+    assert [r["rung"] for r in rows] == [0, 1, 2, 3, 4]  # 5: --no-compile, 6-7: no GPU
     assert result["skipped"] == [
         "rung 5 skipped: --no-compile",
         "rung 6 skipped: CUDA graphs need a CUDA GPU",
+        "rung 7 skipped: CUDA graphs need a CUDA GPU",
     ]
     base = rows[0]["images_per_s"]
     floor = result["limit"]["floor_ms"]
@@ -52,6 +55,24 @@ def test_ladder_rows_limit_and_files(ladder):
     assert env["device"] in md and env["torch"] in md and env["command"] in md
     # two tables, each with a header and a separator line
     assert md.count("\n| ") == len(rows) + 2 + len(result["profile"]) + 2
+
+
+def test_a_rung_torch_cannot_capture_is_a_note_and_the_ladder_goes_on(tmp_path, monkeypatch):
+    real = cli.run_rung
+
+    def run_rung(rung, w, **kw):
+        if rung.index == 1:
+            raise CaptureFailed("operation not permitted when stream is capturing")
+        return real(rung, w, **kw)
+
+    monkeypatch.setattr(cli, "run_rung", run_rung)
+    assert main([*TINY, "--rungs", "0-2", "--no-limit", "--json", str(tmp_path / "r.json")]) == 0
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert [row["rung"] for row in r["rows"]] == [0, 2]
+    assert r["skipped"] == [
+        "rung 1 failed: torch could not capture its graph "
+        "(operation not permitted when stream is capturing)"
+    ]
 
 
 def test_profile_lists_the_top_rungs_operators(ladder):
@@ -117,6 +138,7 @@ def test_projection_of_a_paper_run(tmp_path):
     [
         (["--model", "no_such_model_xyz"], "no_such_model_xyz"),
         (["--rungs", "6"], "CUDA graphs need a CUDA GPU"),
+        (["--rungs", "0,7"], "rung 7 cannot run here (CUDA graphs need a CUDA GPU)"),
         (["--rungs", "9"], "rung 9 does not exist"),
         (["--rungs", "a-b"], "expected numbers and ranges"),
         (["--objective", "trades", "--attack", "apgd"], "add --attack pgd"),

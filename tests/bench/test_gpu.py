@@ -32,7 +32,7 @@ def test_full_ladder_on_the_gpu(tmp_path):
         ]
     )
     r = json.loads((tmp_path / "r.json").read_text())
-    assert [row["rung"] for row in r["rows"]] == list(range(7))
+    assert [row["rung"] for row in r["rows"]] == list(range(8))
     assert r["skipped"] == [] and r["limit"]["compiled"]
     for row in r["rows"]:
         assert row["peak_memory_gib"] > 0 and row["images_per_s"] > 0

@@ -1,0 +1,97 @@
+"""speed.graph_step on the CPU, where nothing can be captured: with an eager stand-in for the
+capture, the whole-step path trains exactly as the eager path does; a capture torch refuses
+leaves the run going on the eager path; the lever's bad settings are one-line errors.
+(tests/engine/test_gpu_engine.py captures it for real.)"""
+
+import json
+from dataclasses import replace
+from typing import ClassVar
+
+import pytest
+import torch
+
+import fastrft.engine.trainer as trainer_module
+from fastrft.config import ConfigError, load_config
+from fastrft.engine import Trainer
+from fastrft.engine.checkpoint import load_checkpoint
+from fastrft.engine.graphs import CaptureFailed
+from fastrft.engine.speed import resolve_speed
+from tests.engine.test_train import TINY
+
+
+class EagerCapture:
+    """Stands in for a CapturedCall: runs the step it was given each call."""
+
+    made: ClassVar[list[int]] = []
+
+    def __init__(self, step, inputs, model, optimizer):
+        self.step, self.shapes = step, [t.shape for t in inputs]
+        EagerCapture.made.append(len(inputs))
+
+    def fits(self, *inputs):
+        return [t.shape for t in inputs] == self.shapes
+
+    def __call__(self, *inputs):
+        return self.step(*inputs)
+
+
+def _fit(tmp_path, name, graph_step, *extra):
+    out = f"out_dir={tmp_path / name}"
+    cfg = load_config(overrides=[*TINY, "schedule.name=hinge", out, *extra])
+    trainer = Trainer(cfg, progress=False)
+    if graph_step:  # what speed.graph_step=true sets on a GPU
+        trainer.speed = replace(trainer.speed, graph_step=True)
+    trainer.fit()
+    weights = load_checkpoint(tmp_path / name / "checkpoints" / "last.pt")["model"]
+    return json.loads((tmp_path / name / "results.json").read_text()), weights, trainer
+
+
+def _same_run(a, b):
+    (results_a, weights_a, _), (results_b, weights_b, _) = a, b
+    assert results_a["accuracy_curve"] == results_b["accuracy_curve"]
+    for key, value in weights_a.items():
+        assert torch.equal(value, weights_b[key]), key
+
+
+def test_whole_step_path_trains_exactly_as_the_eager_path(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_module, "capture_step", EagerCapture)
+    EagerCapture.made.clear()
+    graphed = _fit(tmp_path, "graphed", True)
+    eager = _fit(tmp_path, "eager", False)
+    _same_run(graphed, eager)
+    # hinge over 3 epochs: eps = 0 in epochs 0-1 (a step without the attack), then attacked
+    assert EagerCapture.made == [2, 3]
+    assert graphed[2].speed.graph_step  # never fell back
+
+
+def test_a_capture_torch_refuses_falls_back_to_the_eager_update(tmp_path, monkeypatch, capsys):
+    def refuse(*args):
+        raise CaptureFailed("operation would make the legacy stream depend on a capturing stream")
+
+    monkeypatch.setattr(trainer_module, "capture_step", refuse)
+    refused = _fit(tmp_path, "refused", True)
+    assert "capturing the training step failed (operation would make" in capsys.readouterr().err
+    assert not refused[2].speed.graph_step
+    _same_run(refused, _fit(tmp_path, "eager", False))
+
+
+def test_graph_step_needs_cuda_graphs():
+    cfg = load_config(overrides=["speed.graph_step=true", "speed.cuda_graphs=false"])
+    with pytest.raises(ValueError, match=r"speed\.graph_step: capturing the whole step needs"):
+        resolve_speed(cfg.speed, torch.device("cpu"))
+    assert not resolve_speed(load_config().speed, torch.device("cpu")).graph_step
+
+
+@pytest.mark.parametrize(
+    ("distributed", "accumulate", "amp", "message"),
+    [
+        (True, 1, torch.bfloat16, "runs in one process"),
+        (False, 2, torch.bfloat16, "optim.accumulate=1"),
+        (False, 1, torch.float16, "use speed.amp=bf16"),
+    ],
+)
+def test_graph_step_refuses_what_a_graph_cannot_hold(distributed, accumulate, amp, message):
+    with pytest.raises(ConfigError, match=message):
+        trainer_module._check_graph_step(distributed, accumulate, amp)
+    trainer_module._check_graph_step(False, 1, torch.bfloat16)
+    trainer_module._check_graph_step(False, 1, None)
