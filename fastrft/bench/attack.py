@@ -126,20 +126,18 @@ def robust_accuracy(model: nn.Module, x_adv: Tensor, y: Tensor) -> float:
 def time_variant(
     v: Variant, model: nn.Module, y: Tensor, w: Workload, counts: dict[str, int]
 ) -> dict[str, Any]:
-    warmup = max(counts["warmup"], 1)
-    timing, warmup_s, peak, tel, per_image = measure(
-        v.craft, w, warmup=warmup, calls=counts["calls"], repeats=counts["repeats"]
-    )
+    m = measure(v.craft, w, **{**counts, "warmup": max(counts["warmup"], 1)})
     return {
         "name": v.name,
         "peer": v.peer,
-        "images_per_s": w.batch_size / (timing.median_ms / 1e3),
-        **timing.as_dict(),
+        "images_per_s": w.batch_size / (m.timing.median_ms / 1e3),
+        **m.timing.as_dict(),
         "robust_acc": robust_accuracy(model, v.craft(), y),
-        "warmup_s": warmup_s,
-        "peak_memory_gib": peak,
-        **tel.as_dict(),
-        "energy_per_image_j": per_image,
+        "warmup_s": m.warmup_s,
+        "peak_memory_gib": m.peak_memory_gib,
+        **m.telemetry.as_dict(),
+        "energy_per_image_j": m.energy_per_image_j,
+        "calls": m.calls,
     }
 
 

@@ -43,6 +43,7 @@ from .presets import PRESETS
 from .projection import RunShape, project
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+REPEAT_S = 1.0  # seconds of calls per timed repeat on a GPU, unless --iters is given
 DEFAULTS: dict[str, Any] = {
     "attack": "apgd",
     "steps": 7,
@@ -239,12 +240,15 @@ def parse_rungs(
     return rungs, notes
 
 
-def timing_counts(args: argparse.Namespace, device: torch.device) -> dict[str, int]:
+def timing_counts(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """measure()'s counts. On a GPU without --iters, a repeat stops after about a second of
+    calls (at most 10), so slow baselines do not spend the machine's time."""
     gpu = device.type == "cuda"
     counts = {
         "warmup": args.warmup if args.warmup is not None else (3 if gpu else 1),
         "calls": args.iters if args.iters is not None else (10 if gpu else 2),
         "repeats": args.repeats if args.repeats is not None else (5 if gpu else 3),
+        "repeat_s": REPEAT_S if gpu and args.iters is None else None,
     }
     if counts["warmup"] < 0 or counts["calls"] < 1 or counts["repeats"] < 1:
         raise ValueError("--warmup must be >= 0, --iters and --repeats >= 1")

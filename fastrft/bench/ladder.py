@@ -117,6 +117,7 @@ class RungResult:
     peak_memory_gib: float | None
     telemetry: Telemetry
     energy_per_image_j: float | None
+    calls: int
     profile: list[dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -214,6 +215,17 @@ def release(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
+@dataclass
+class Measurement:
+    timing: Timing
+    warmup_s: float
+    peak_memory_gib: float | None
+    telemetry: Telemetry
+    energy_per_image_j: float | None
+    calls: int
+    """Calls per timed repeat."""
+
+
 def measure(
     step: Callable[[], object],
     w: Workload,
@@ -221,32 +233,38 @@ def measure(
     warmup: int,
     calls: int,
     repeats: int,
-) -> tuple[Timing, float, float | None, Telemetry, float | None]:
-    """(timing, warm-up seconds, peak GiB, telemetry, joules per image) of a built step (a
-    training step, or an attack call)."""
+    repeat_s: float | None = None,
+) -> Measurement:
+    """Time a built step (a training step, or an attack call) after ``warmup`` calls.
+
+    With ``repeat_s``, a repeat makes as many calls (at most ``calls``, at least one) as fill
+    about that many seconds at the last warm-up call's pace: a baseline step of a second
+    needs no ten calls to time, and the GPU's time is the scarce thing."""
     cuda = w.device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(w.device)
-    warmup_s = timed(lambda: [step() for _ in range(warmup)], w.device)
+    warmup_s = timed(lambda: [step() for _ in range(warmup - 1)], w.device) if warmup > 1 else 0.0
+    if warmup > 0:
+        last_s = timed(step, w.device)
+        warmup_s += last_s
+        if repeat_s is not None:
+            calls = min(calls, max(1, round(repeat_s / last_s)))
     with TelemetrySampler(w.device) as sampler:
         timing, _ = time_calls(step, w.device, calls=calls, repeats=repeats)
     peak = torch.cuda.max_memory_allocated(w.device) / 2**30 if cuda else None
     tel = sampler.result
     images = calls * repeats * w.batch_size
     per_image = tel.energy_j / images if tel.energy_j is not None else None
-    return timing, warmup_s, peak, tel, per_image
+    return Measurement(timing, warmup_s, peak, tel, per_image, calls)
 
 
-def run_rung(
-    rung: Rung, w: Workload, *, warmup: int, calls: int, repeats: int, profile: bool = False
-) -> RungResult:
-    """Build the rung's step (compilation and capture happen in its warm-up) and time it;
-    with ``profile``, also list the operators its time goes to."""
+def run_rung(rung: Rung, w: Workload, *, profile: bool = False, **counts: Any) -> RungResult:
+    """Build the rung's step (compilation and capture happen in its warm-up) and time it
+    (``counts``: measure's warmup, calls, repeats, repeat_s); with ``profile``, also list
+    the operators its time goes to."""
     try:
         step = training_step(rung, w)
-        timing, warmup_s, peak, tel, per_image = measure(
-            step, w, warmup=warmup, calls=calls, repeats=repeats
-        )
+        m = measure(step, w, **counts)
         ops = top_operators(step, w.device) if profile else None
     finally:
         step = None
@@ -254,12 +272,13 @@ def run_rung(
     return RungResult(
         rung=rung.index,
         name=rung.name(w.amp_dtype),
-        timing=timing,
-        images_per_s=w.batch_size / (timing.median_ms / 1e3),
-        warmup_s=warmup_s,
-        peak_memory_gib=peak,
-        telemetry=tel,
-        energy_per_image_j=per_image,
+        timing=m.timing,
+        images_per_s=w.batch_size / (m.timing.median_ms / 1e3),
+        warmup_s=m.warmup_s,
+        peak_memory_gib=m.peak_memory_gib,
+        telemetry=m.telemetry,
+        energy_per_image_j=m.energy_per_image_j,
+        calls=m.calls,
         profile=ops,
     )
 

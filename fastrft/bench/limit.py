@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -20,8 +21,7 @@ from fastrft.attacks.core import attack_mode
 from fastrft.config import AttackConfig
 from fastrft.objectives import make_objective
 
-from .ladder import Workload, autocast, fresh_model, random_batch, release
-from .timing import time_calls, timed
+from .ladder import Workload, autocast, fresh_model, measure, random_batch, release
 
 
 def passes(attack: AttackConfig, objective: str) -> tuple[int, int]:
@@ -53,8 +53,9 @@ class Limit:
         return {**asdict(self), "floor_ms": self.floor_ms}
 
 
-def measure_limit(w: Workload, *, compile: bool, warmup: int, calls: int, repeats: int) -> Limit:
-    """T_train, T_grad and T_fwd for the workload (compiled unless ``compile`` is False)."""
+def measure_limit(w: Workload, *, compile: bool, **counts: Any) -> Limit:
+    """T_train, T_grad and T_fwd for the workload (compiled unless ``compile`` is False),
+    each timed by the ladder's ``measure`` with ``counts``."""
     model = fresh_model(w).to(memory_format=torch.channels_last)
     net = torch.compile(model) if compile else model
     x, y = random_batch(w, channels_last=True)
@@ -81,8 +82,7 @@ def measure_limit(w: Workload, *, compile: bool, warmup: int, calls: int, repeat
             net(x)
 
     def ms(fn: Callable[[], None]) -> float:
-        timed(lambda: [fn() for _ in range(warmup)], w.device)
-        return time_calls(fn, w.device, calls=calls, repeats=repeats)[0].median_ms
+        return measure(fn, w, **counts).timing.median_ms
 
     try:
         net.train()

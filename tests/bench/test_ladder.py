@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from fastrft.attacks import apgd, fgsm, pgd
 from fastrft.attacks.losses import cross_entropy
-from fastrft.bench import telemetry, timing
+from fastrft.bench import ladder, telemetry, timing
 from fastrft.bench.baseline import pgd_baseline
 from fastrft.bench.ladder import RUNGS, Workload, release, runnable, training_step
 from fastrft.bench.limit import passes
@@ -152,6 +152,23 @@ def test_time_calls_divides_each_repeat_by_its_calls(monkeypatch):
     t, total = timing.time_calls(lambda: None, CPU, calls=3, repeats=3)
     assert t.median_ms == pytest.approx(200) and total == pytest.approx(1.8)
     assert t.p20_ms == pytest.approx(100 + 0.4 * 100) and t.p80_ms == pytest.approx(300 - 0.4 * 100)
+
+
+@pytest.mark.parametrize(
+    ("last_warmup_s", "repeat_s", "calls"),
+    [(0.25, 1.0, 4), (3.0, 1.0, 1), (0.01, 1.0, 10), (3.0, None, 10)],
+)
+def test_measure_fits_its_calls_to_the_seconds_a_repeat_may_take(
+    last_warmup_s, repeat_s, calls, monkeypatch
+):
+    made = []
+    monkeypatch.setattr(ladder, "timed", lambda fn, device: (fn(), last_warmup_s)[1])
+    m = ladder.measure(
+        lambda: made.append(1), workload(), warmup=2, calls=10, repeats=3, repeat_s=repeat_s
+    )
+    assert m.calls == calls
+    assert len(made) == 2 + 3 * calls  # the warm-up, then each repeat's calls
+    assert m.warmup_s == pytest.approx(2 * last_warmup_s)
 
 
 def test_telemetry_averages_nvml_samples_and_uses_the_energy_counter(monkeypatch):
