@@ -180,9 +180,14 @@ class Trainer:
             return 0
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.speed.graph_step:  # a run saved without it stored its learning rates as floats
-            for group in self.optimizer.param_groups:
-                group["lr"] = torch.as_tensor(group["lr"], dtype=torch.float32, device=self.device)
+        if self.speed.graph_step and not all(
+            g["capturable"] for g in self.optimizer.param_groups
+        ):  # saved by a run without the lever: host-side steps and learning rates
+            self.console.print(
+                "[yellow]speed.graph_step: the checkpoint's optimizer state is not capturable; "
+                "going on with the attack's graph and an eager update[/yellow]"
+            )
+            self.speed = replace(self.speed, graph_step=False)
         self.lr_schedule.load_state_dict(state["lr_schedule"])
         self.scaler.load_state_dict(state["scaler"])
         self.schedule.load_state_dict(state["schedule"])
