@@ -39,8 +39,9 @@ from .output import (
     write_json,
     write_markdown,
 )
-from .presets import PRESETS
+from .presets import PRESETS, TARGETS
 from .projection import RunShape, project
+from .targets import ATTACK_KEYS, TRAIN_KEYS, checks_for
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 REPEAT_S = 1.0  # seconds of calls per timed repeat on a GPU, unless --iters is given
@@ -118,6 +119,34 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="profile the top rung: the operators its step time goes to (torch.profiler)",
     )
+    g = p.add_argument_group(
+        "targets (recorded with the result, never enforced; the preset's unless given)"
+    )
+    g.add_argument(
+        "--target-speedup",
+        type=float,
+        metavar="X",
+        help="train: top rung over rung 0; attack: fast path over AutoAttack APGD-CE",
+    )
+    g.add_argument(
+        "--target-limit", type=float, metavar="F", help="train: top rung's fraction of the limit"
+    )
+    g.add_argument(
+        "--target-minutes", type=float, metavar="M", help="train: projected whole RFT-fix run"
+    )
+    g.add_argument(
+        "--target-fp32-speedup",
+        type=float,
+        metavar="X",
+        help="attack: fastrft fp32 eager over AutoAttack APGD-CE",
+    )
+    g.add_argument(
+        "--target-acc-gap",
+        type=float,
+        metavar="P",
+        help="attack: most robust-accuracy points between the fast path and AutoAttack",
+    )
+    g.add_argument("--no-targets", action="store_true", help="check no targets at all")
     r = p.add_argument_group("projection of a whole run")
     r.add_argument("--images", type=int, help="training images per epoch (preset paper: 6,667)")
     r.add_argument("--epochs", type=int, help="epochs (preset paper: 50)")
@@ -181,6 +210,27 @@ def resolve(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     if values["objective"] == "trades" and values["attack"] != "pgd":
         raise ValueError("--objective trades crafts its examples with PGD: add --attack pgd")
     return values
+
+
+def resolve_targets(args: argparse.Namespace, preset: str) -> dict[str, float]:
+    """The preset's targets for the mode, overridden by --target-* flags."""
+    keys = TRAIN_KEYS if args.mode == "train" else ATTACK_KEYS
+    given = {
+        key: getattr(args, f"target_{key}")
+        for key in {*TRAIN_KEYS, *ATTACK_KEYS}
+        if getattr(args, f"target_{key}") is not None
+    }
+    for key, value in given.items():
+        flag = f"--target-{key.replace('_', '-')}"
+        if key not in keys:
+            raise ValueError(f"{flag} is a target of the other mode, not of --mode {args.mode}")
+        if value < 0 or (value == 0 and key != "acc_gap"):
+            raise ValueError(f"{flag} must be positive, got {value:g}")
+        if key == "limit" and value > 1:
+            raise ValueError(f"{flag} is a fraction of the limit (e.g. 0.85), got {value:g}")
+    if args.no_targets:
+        return {}
+    return {**TARGETS.get(preset, {}).get(args.mode, {}), **given}
 
 
 def workload(values: dict[str, Any], args: argparse.Namespace, device: torch.device) -> Workload:
@@ -375,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     values = resolve(args, device)
     w = workload(values, args, device)
+    targets = resolve_targets(args, values["preset"])
     if args.compare is not None:
         old = load_result(args.compare)  # a bad file fails now, not after minutes of timing
     if args.mode == "attack":
@@ -394,6 +445,9 @@ def main(argv: list[str] | None = None) -> int:
         "workload": {**values, "amp": args.amp_dtype, "describe": w.describe()},
         **part,
     }
+    checks = checks_for(args.mode, result, targets)
+    result["targets"] = [c.as_dict() for c in checks]
+    lines = [*lines, *(c.line() for c in checks)]
     if args.compare is not None:
         add_comparison(result["rows"], old)
         cols = [*cols, (f"vs {args.compare.name}", "vs_old", ".2f")]

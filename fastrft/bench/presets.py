@@ -56,3 +56,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "num_classes": 10,
     },
 }
+
+# Issue 6's targets for each preset and mode, on an H100 or H200 (see fastrft.bench.targets)
+_ATTACK_TARGETS = {"speedup": 10.0, "fp32_speedup": 1.5, "acc_gap": 1.0}
+TARGETS: dict[str, dict[str, dict[str, float]]] = {
+    "resnet50": {"train": {"speedup": 5.0, "limit": 0.85}, "attack": _ATTACK_TARGETS},
+    "vit_b16": {"train": {"speedup": 5.0, "limit": 0.85}, "attack": _ATTACK_TARGETS},
+    "cifar": {"train": {"speedup": 8.0}},
+    "paper": {"train": {"minutes": 10.0}},
+}
