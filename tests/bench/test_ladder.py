@@ -87,6 +87,28 @@ def test_every_rung_takes_a_real_training_step(rung, attack, objective, updates,
     release(CPU)
 
 
+def test_whole_step_rung_captures_the_engines_step(updates, crafted, monkeypatch):
+    """Rung 7 on the CPU, its capture replaced by the step itself and compile by the bare
+    model: the step it hands to the capture attacks (eagerly, with the budget tensor) and
+    trains; it is captured once, on the first call."""
+    made = []
+
+    def capture(step, inputs, model, optimizer):
+        made.append([t.shape for t in inputs])
+        return step
+
+    monkeypatch.setattr(ladder, "capture_step", capture)
+    monkeypatch.setattr(torch, "compile", lambda model: model)
+    step = training_step(RUNGS[7], workload("apgd"))
+    step()
+    step()
+    assert made == [[torch.Size([5, 3, 12, 12]), torch.Size([5]), torch.Size([5])]]
+    assert len(updates) == 2 and weights_moved(updates)
+    x, x_adv = crafted[-1]
+    assert (x_adv - x).abs().max() <= 8 / 255 + 1e-6 and (x_adv != x).any()
+    assert x_adv.is_contiguous(memory_format=torch.channels_last)
+
+
 @pytest.mark.slow
 def test_compiled_rung_trains(updates, crafted):
     step = training_step(RUNGS[5], workload())
