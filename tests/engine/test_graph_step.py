@@ -97,9 +97,7 @@ def test_graph_step_refuses_what_a_graph_cannot_hold(distributed, accumulate, am
     trainer_module._check_graph_step(False, 1, None)
 
 
-def test_resuming_a_checkpoint_whose_optimizer_is_not_capturable_drops_the_lever(
-    tmp_path, capsys
-):
+def test_resuming_a_checkpoint_whose_optimizer_is_not_capturable_drops_the_lever(tmp_path, capsys):
     _, _, first = _fit(tmp_path, "run", False)
     resumed = Trainer(first.cfg, progress=False)
     resumed.speed = replace(resumed.speed, graph_step=True)
