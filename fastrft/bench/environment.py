@@ -77,6 +77,10 @@ def environment(device: torch.device) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_threads": torch.get_num_threads(),
+        # what "fp32" means for the baseline: cuDNN convolutions may use TF32 (torch's
+        # default), matmuls only at a float32_matmul_precision below "highest"
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
         "triton_interpret": os.environ.get("TRITON_INTERPRET", "0") == "1",
         # a copy of the tree without .git (the lent GPU machine's) passes it as GIT_COMMIT
         "git_commit": _git("rev-parse", "HEAD") or os.environ.get("GIT_COMMIT"),

@@ -83,6 +83,8 @@ def write_markdown(
         f"- device: {env['device']}" + (f", driver {env['driver']}" if env.get("driver") else ""),
         f"- torch {env['torch']}, triton {env['triton']}, CUDA {env['cuda']}, "
         f"Python {env['python']}",
+        f"- fp32 math: matmul precision {env.get('float32_matmul_precision')}, cuDNN TF32 "
+        f"{'allowed' if env.get('cudnn_allow_tf32') else 'off'} (torch's defaults unless changed)",
         f"- date: {env['date']}; commit: {env['git_commit']}",
         f"- command: `{env['command']}`",
         "",

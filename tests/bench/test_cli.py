@@ -53,6 +53,7 @@ def test_ladder_rows_limit_and_files(ladder):
     assert float(table[2]["images_per_s"]) == pytest.approx(rows[2]["images_per_s"])
     md = (out / "r.md").read_text()
     assert env["device"] in md and env["torch"] in md and env["command"] in md
+    assert f"matmul precision {torch.get_float32_matmul_precision()}, cuDNN TF32" in md
     # two tables, each with a header and a separator line
     assert md.count("\n| ") == len(rows) + 2 + len(result["profile"]) + 2
 
