@@ -177,6 +177,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
         (["schedule.t1=3", "schedule.t2=1"], "schedule.t1: must not come after"),
         (["data.source=imagefolder", "data.root=/no/such/dir"], "data.root:"),
         (["attack.epz=1"], "unknown key"),
+        (["speed.graph_step=true"], "speed.graph_step: capturing the whole step needs"),
+        (["speed.graph_step=maybe"], "speed.graph_step: must be true, false or auto"),
     ],
 )
 def test_bad_config_is_one_line_and_exit_2(tmp_path, args, message):
