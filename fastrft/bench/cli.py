@@ -29,6 +29,7 @@ from fastrft.config import AttackConfig, ConfigError
 from fastrft.engine.graphs import CaptureFailed
 
 from .environment import environment
+from .flops import step_flops
 from .ladder import RUNGS, Rung, Workload, largest_batch_that_fits, run_rung, runnable
 from .limit import measure_limit
 from .output import (
@@ -345,6 +346,7 @@ TRAIN_COLUMNS = [
     ("peak GiB", "peak_memory_gib", ".1f"),
     ("x baseline", "speedup", ".2f"),
     ("of limit", "fraction_of_limit", ".0%"),
+    ("TFLOP/s", "tflops", ".3g"),
     ("warm-up s", "warmup_s", ".1f"),
     ("W", "mean_power_w", ".0f"),
     ("J/img", "energy_per_image_j", ".3f"),
@@ -353,9 +355,10 @@ TRAIN_COLUMNS = [
 ]
 
 
-def finish_rows(rows: list[dict[str, Any]], floor_ms: float | None) -> None:
+def finish_rows(rows: list[dict[str, Any]], floor_ms: float | None, flops: int) -> None:
     base = next((r["images_per_s"] for r in rows if r["rung"] == 0), None)
     for r in rows:
+        r["tflops"] = flops / (r["median_ms"] / 1e3) / 1e12
         r["spread"] = f"{r['p20_ms']:.1f}-{r['p80_ms']:.1f}"
         r["speedup"] = r["images_per_s"] / base if base else None
         r["fraction_of_limit"] = floor_ms / r["median_ms"] if floor_ms else None
@@ -368,6 +371,10 @@ def train_notes(result: dict[str, Any], device: torch.device) -> list[str]:
             "on a CPU, bf16 is mostly emulated and nothing is captured: the ladder and the "
             "limit check the machinery, they say nothing about a GPU"
         )
+    notes.append(
+        f"arithmetic: {result['flops_per_step'] / 1e9:,.3g} GFLOP per step (matrix products "
+        "and convolutions of one eager step, forward and backward; TFLOP/s = that / step time)"
+    )
     limit = result["limit"]
     if limit:
         kind = "compiled" if limit["compiled"] else "eager (--no-compile)"
@@ -393,12 +400,14 @@ def bench_train(
 ) -> dict[str, Any]:
     rungs, skipped = parse_rungs(args.rungs, w.device, args.compile)
     counts = timing_counts(args, w.device)
+    console.print("counting the step's FLOPs ...", style="dim")
+    flops = step_flops(w)
     rows, ops, failed = run_ladder(w, rungs, counts, console, args.profile)
     limit = None
     if not args.no_limit:
         console.print("limit: T_train, T_grad, T_fwd ...", style="dim")
         limit = measure_limit(w, compile=args.compile, **counts).as_dict()
-    finish_rows(rows, limit["floor_ms"] if limit else None)
+    finish_rows(rows, limit["floor_ms"] if limit else None, flops)
     projection = None
     if values.get("images") and values.get("epochs") and rows:
         top = rows[-1]
@@ -410,6 +419,7 @@ def bench_train(
         }
     return {
         "rows": rows,
+        "flops_per_step": flops,
         "limit": limit,
         "projection": projection,
         "skipped": skipped + failed,
