@@ -9,9 +9,11 @@ or (--mode attack) of an attack alone, against torchattacks and AutoAttack.
     fastrft bench ... --json out.json --csv out.csv --compare old.json
 
 Timing: warm-up calls first (compilation and graph capture happen there and are reported
-as warm-up seconds), then --repeats repeats of --iters back-to-back calls, timed with CUDA
-events (host clock on a CPU); the median and the 20/80% quantiles over repeats. Inputs are
-random pixels. On NVIDIA GPUs, NVML gives power, energy per image, SM clock and utilisation.
+as warm-up seconds), then --repeats repeats of --iters back-to-back calls (on a GPU without
+--iters, as many calls up to 10 as fill about a second), timed with CUDA events (host clock
+on a CPU); the median and the 20/80% quantiles over repeats. Inputs are random pixels. On
+NVIDIA GPUs, NVML gives power, energy per image, SM clock and utilisation. Each result checks
+the preset's targets (or --target-*) and says by how much each is met or missed.
 """
 
 from __future__ import annotations
