@@ -1,6 +1,7 @@
 """What a CUDA graph captures must never wait on the host. On the CPU, a dispatch mode
-records every operator that reads a tensor's value into Python (.item(), bool(tensor)) or
-makes a shape depend on data (nonzero, masked_select, unique): the step the engine captures
+records every operator that reads a tensor's value into Python (.item(), bool(tensor)),
+makes a shape depend on data (nonzero, masked_select, unique) or copies Python data to the
+device (torch.tensor): the step the engine captures
 (speed.cuda_graphs: the attack; speed.graph_step: the whole step) calls none, for every
 attack, norm and objective."""
 
@@ -28,6 +29,7 @@ HOST_SYNCS = {
     aten.unique_consecutive,
     aten.unique_dim,
     aten.repeat_interleave,
+    aten.lift_fresh,  # torch.tensor(python data): a copy from pageable host memory
 }
 
 
