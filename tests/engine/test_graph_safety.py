@@ -1,9 +1,8 @@
 """What a CUDA graph captures must never wait on the host. On the CPU, a dispatch mode
 records every operator that reads a tensor's value into Python (.item(), bool(tensor)),
 makes a shape depend on data (nonzero, masked_select, unique) or copies Python data to the
-device (torch.tensor): the step the engine captures
-(speed.cuda_graphs: the attack; speed.graph_step: the whole step) calls none, for every
-attack, norm and objective."""
+device (torch.tensor): the step the engine captures (speed.cuda_graphs: the attack;
+speed.graph_step: the whole step) calls none, for every attack, norm and objective."""
 
 import contextlib
 
