@@ -16,11 +16,13 @@ steps are redirected to the capturing one as well.
 Tensors the warm-up must not change (weights, BatchNorm statistics, optimizer state) are
 passed as ``preserve`` and put back afterwards, so capture leaves the run's trajectory
 untouched; state that did not exist before the warm-up (an optimizer's moments) is zeroed.
+The copies kept meanwhile sit on the GPU: about three times the weights, with AdamW.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -42,16 +44,18 @@ def capture_stream(device: torch.device) -> torch.cuda.Stream:
 @contextlib.contextmanager
 def _redirect_stale_streams() -> Iterator[None]:
     """Let autograd move nodes left on a non-capturing stream onto the capturing one (torch
-    versions with ``set_override_stale_capture_stream``; a no-op elsewhere)."""
+    versions with ``set_override_stale_capture_stream``, 2.12 on; a no-op before), then put
+    the process-wide setting back as it was."""
     switch = getattr(torch.autograd.graph, "set_override_stale_capture_stream", None)
     if switch is None:
         yield
         return
+    before = torch._C._override_stale_capture_stream()
     switch(True)
     try:
         yield
     finally:
-        switch(False)
+        switch(before)
 
 
 class CaptureFailed(RuntimeError):
@@ -67,18 +71,28 @@ class CapturedCall:
     ) -> None:
         self.inputs = [t.clone() for t in inputs]
         stream = capture_stream(self.inputs[0].device)
+        gc.collect()  # dead autograd graphs, whose nodes may hold another stream
         before = {id(t): t.clone() for t in preserve()}
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            try:
-                for _ in range(WARMUP):
-                    fn(*self.inputs)
-            finally:
-                _restore(preserve(), before)
+        caller = torch.cuda.current_stream()
+        stream.wait_stream(caller)
+        try:
+            with torch.cuda.stream(stream):
+                try:
+                    for _ in range(WARMUP):
+                        fn(*self.inputs)
+                finally:
+                    _restore(preserve(), before)
+        finally:
+            caller.wait_stream(stream)  # the restore reads `before`, freed next
         del before
         self.graph = torch.cuda.CUDAGraph()
         try:
-            with _redirect_stale_streams(), torch.cuda.graph(self.graph, stream=stream):
+            # thread_local: a loader's thread may touch the GPU meanwhile (as torch's own
+            # cudagraph trees assume); the capture still takes all work on its stream
+            with (
+                _redirect_stale_streams(),
+                torch.cuda.graph(self.graph, stream=stream, capture_error_mode="thread_local"),
+            ):
                 self.out = fn(*self.inputs)
         except RuntimeError as e:
             if isinstance(e, torch.cuda.OutOfMemoryError):

@@ -10,12 +10,12 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+import yaml
 from rich.console import Console
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
@@ -131,7 +131,7 @@ class Trainer:
         self.train_step = robust_step(
             self.net, self.objective, self.optimizer, self.speed.autocast, self.attacker.run
         )
-        self._captured: dict[bool, CapturedCall] = {}  # by whether the step attacks
+        self._captured: tuple[bool, CapturedCall | None] = (False, None)  # (attacks, graph)
         self.checkpointer = Checkpointer(self.run_dir / "checkpoints")
         self.history: list[dict[str, Any]] = []
         self.log = MetricsLog(self.run_dir) if self.dist.main else None
@@ -166,11 +166,8 @@ class Trainer:
     def _resume(self) -> int:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         saved = self.run_dir / "config.yaml"
-        if saved.exists() and saved.read_text() != to_yaml(self.cfg):
-            raise ConfigError(
-                f"out_dir: {self.run_dir} holds a run with another config; use a "
-                "new out_dir, or the same config (and overrides) to resume it"
-            )
+        if saved.exists():
+            self._check_same_run(saved)
         state = self.checkpointer.load()
         if state is None:
             if self.dist.main:
@@ -179,15 +176,7 @@ class Trainer:
                 self.log.truncate_after(-1)
             return 0
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.speed.graph_step and not all(
-            g["capturable"] for g in self.optimizer.param_groups
-        ):  # saved by a run without the lever: host-side steps and learning rates
-            self.console.print(
-                "[yellow]speed.graph_step: the checkpoint's optimizer state is not capturable; "
-                "going on with the attack's graph and an eager update[/yellow]"
-            )
-            self.speed = replace(self.speed, graph_step=False)
+        self._load_optimizer(state["optimizer"])
         self.lr_schedule.load_state_dict(state["lr_schedule"])
         self.scaler.load_state_dict(state["scaler"])
         self.schedule.load_state_dict(state["schedule"])
@@ -198,6 +187,44 @@ class Trainer:
         if self.dist.main:
             self.console.print(f"resuming {self.run_dir} after epoch {state['epoch']}")
         return state["epoch"] + 1
+
+    def _check_same_run(self, saved: Path) -> None:
+        """The run directory's config must be this one; only the speed levers, which change
+        how fast a run goes and not what it computes, may differ (a run may go on where a
+        lever cannot: another machine, or a capture torch refused)."""
+        before = yaml.safe_load(saved.read_text())
+        now = yaml.safe_load(to_yaml(self.cfg))
+        if {**before, "speed": None} != {**now, "speed": None}:
+            raise ConfigError(
+                f"out_dir: {self.run_dir} holds a run with another config; use a "
+                "new out_dir, or the same config (and overrides) to resume it"
+            )
+        if before.get("speed") != now["speed"] and self.dist.main:
+            self.console.print(f"resuming with other speed settings: {now['speed']}")
+            save_config(self.cfg, saved)
+
+    def _load_optimizer(self, state: dict[str, Any]) -> None:
+        """The optimizer's saved state, the way this run steps: a checkpoint (loaded on the
+        CPU) keeps its groups' settings, so capturability and learning rates on the device,
+        which a captured step reads and the schedule fills in place, are set back."""
+        self.optimizer.load_state_dict(state)
+        capturable = self.speed.graph_step
+        for group in self.optimizer.param_groups:
+            group["capturable"] = capturable
+            for key in ("lr", "initial_lr"):
+                if key not in group:
+                    continue
+                if capturable:
+                    group[key] = torch.as_tensor(
+                        group[key], dtype=torch.float32, device=self.device
+                    )
+                elif torch.is_tensor(group[key]):
+                    group[key] = group[key].item()
+        # AdamW keeps the step count beside the parameters when capturable, else on the host
+        step_device = self.device if capturable else torch.device("cpu")
+        for param_state in self.optimizer.state.values():
+            if torch.is_tensor(param_state.get("step")):
+                param_state["step"] = param_state["step"].to(step_device, torch.float32)
 
     def _save(self, epoch: int) -> None:
         rngs = [rng_state()]
@@ -231,6 +258,7 @@ class Trainer:
         loader.set_epoch(epoch)
         self.train_net.train()
         totals = torch.zeros(3, device=self.device)  # summed loss, correct, images
+        images = 0  # counted on the host: a tensor made from it each step would sync
         start, steps = time.perf_counter(), len(loader)
         with progress_bar(self.console, self.show_progress) as bar:
             task = bar.add_task(
@@ -238,36 +266,34 @@ class Trainer:
             )
             for step, (x, y) in enumerate(loader):
                 eps = self._eps(epoch, step)
-                out = self._graphed_step(x, y, eps) if self.speed.graph_step else None
-                if out is None:
+                if self.speed.graph_step:
+                    loss, logits = self._graphed_step(x, y, eps)
+                else:
                     update = (step + 1) % acc_every == 0 or step + 1 == steps
-                    out = self._eager_step(x, y, eps, update)
-                loss, logits = out
-                totals += torch.stack(
-                    [
-                        loss.detach().float() * len(y),
-                        (logits.argmax(1) == y).sum().float(),
-                        torch.tensor(float(len(y)), device=self.device),
-                    ]
+                    loss, logits = self._eager_step(x, y, eps, update)
+                totals[:2] += torch.stack(
+                    [loss.detach().float() * len(y), (logits.argmax(1) == y).sum().float()]
                 )
+                images += len(y)
                 if step % CHECK_EVERY == 0 or step + 1 == steps:
                     self._check_finite(totals[0], epoch, step, eps)
-                    rate = totals[2].item() / (time.perf_counter() - start)
                     bar.update(
                         task,
                         completed=step + 1,
                         eps=f"{eps * 255:.2f}/255",
-                        loss=f"{totals[0].item() / totals[2].item():.3f}",
-                        acc=f"{totals[1].item() / totals[2].item():.3f}",
-                        rate=f"{rate:.0f}",
+                        loss=f"{totals[0].item() / images:.3f}",
+                        acc=f"{totals[1].item() / images:.3f}",
+                        rate=f"{images / (time.perf_counter() - start):.0f}",
                     )
         seconds = time.perf_counter() - start
+        totals[2] = images
         all_reduce_sum(totals, self.dist)
         n = totals[2].item()
         return {
             "epoch": epoch,
             "eps": self._eps(epoch, 0),
-            "lr": self.optimizer.param_groups[0]["lr"],
+            # a float, also where the learning rate is a tensor the captured step reads
+            "lr": float(self.optimizer.param_groups[0]["lr"]),
             "train_loss": totals[0].item() / n,
             "train_acc": totals[1].item() / n,
             "images_per_s": n / seconds,
@@ -290,36 +316,34 @@ class Trainer:
             self._update()
         return loss, logits
 
-    def _graphed_step(self, x: Tensor, y: Tensor, eps: float) -> tuple[Tensor, Tensor] | None:
-        """The whole step replayed from a CUDA graph (one for steps that attack, one for
-        eps = 0), or None if it could not be captured. The outputs are the graph's static
-        tensors: use them before the next step."""
+    def _graphed_step(self, x: Tensor, y: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+        """The whole step replayed from a CUDA graph: one graph at a time, captured anew when
+        the step changes kind (eps = 0 or attacked) or shape, so two graphs' memory is never
+        held at once. The outputs are the graph's static tensors: use them before the next
+        step."""
         attacked = self.objective.attacks and eps > 0
         inputs = (x, y, torch.full((len(y),), eps, device=x.device)) if attacked else (x, y)
-        graph = self._captured.get(attacked)
-        if graph is None or not graph.fits(*inputs):
+        kind, graph = self._captured
+        if graph is None or kind != attacked or not graph.fits(*inputs):
+            self._captured = (attacked, None)
+            del graph  # the old graph's memory goes back before the new capture
             graph = self._capture(inputs)
-            if graph is None:
-                return None
-            self._captured[attacked] = graph
+            self._captured = (attacked, graph)
         out = graph(*inputs)
         self.lr_schedule.step()  # fills the learning-rate tensors the graph reads, in place
         return out
 
-    def _capture(self, inputs: tuple[Tensor, ...]) -> CapturedCall | None:
-        """The step captured, or (after a failed capture, which leaves the model as it was)
-        None and the rest of the run on the attack's graph with an eager update."""
+    def _capture(self, inputs: tuple[Tensor, ...]) -> CapturedCall:
+        """The step captured. A capture torch refuses stops the run: after one, torch's
+        generator and memory pool may be left mid-capture, so going on eagerly in the same
+        process is not safe; the run resumes from its last checkpoint without the lever."""
         try:
             return capture_step(self.train_step, inputs, self.model, self.optimizer)
         except CaptureFailed as e:
-            self.console.print(
-                f"[yellow]speed.graph_step: capturing the training step failed ({e}); "
-                "going on with the attack's graph and an eager update[/yellow]"
-            )
-            self.optimizer.zero_grad(set_to_none=True)
-            self.speed = replace(self.speed, graph_step=False)
-            self._captured.clear()
-            return None
+            raise ConfigError(
+                f"speed.graph_step: torch could not capture the training step ({e}); run "
+                "again with speed.graph_step=false (the run resumes from its last checkpoint)"
+            ) from e
 
     def _forward_backward(
         self, x: Tensor, y: Tensor, x_adv: Tensor | None, sync: bool

@@ -10,6 +10,8 @@ import torch
 
 from fastrft.attacks import pgd
 from fastrft.cli import main
+from fastrft.config import load_config
+from fastrft.engine import Trainer
 from fastrft.engine.step import capture_step, robust_step, training_state
 from fastrft.objectives import make_objective
 from fastrft.optim import build_optimizer, cosine_with_warmup
@@ -82,7 +84,7 @@ def test_all_levers_learn_like_eager(tmp_path):
     }.items():
         main(["train", *common, *speed, f"out_dir={tmp_path / name}"])
         results[name] = json.loads((tmp_path / name / "results.json").read_text())
-    assert "graph_step" in results["whole_step"]["speed"], "the capture fell back"
+    assert "graph_step" in results["whole_step"]["speed"], "the whole-step graph did not run"
     for name in ("fast", "whole_step"):
         assert results[name]["clean_acc"] > 0.8
         assert abs(results[name]["clean_acc"] - results["eager"]["clean_acc"]) < 0.05
@@ -101,3 +103,37 @@ def test_the_schedule_fills_the_learning_rate_tensors_a_graph_reads():
         values.append(optimizer.param_groups[0]["lr"].item())
     assert [group["lr"] for group in optimizer.param_groups] == tensors  # the same objects
     assert values[0] != values[1] != values[2]
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_resumed_whole_step_run_reads_its_schedule_from_the_gpu(tmp_path):
+    common = [
+        "epochs=3",
+        "data.toy_samples=1024",
+        "data.batch_size=128",
+        "attack.steps=2",
+        "eval.steps=2",
+        "schedule.name=hinge",
+        "speed.graph_step=true",
+    ]
+
+    def stop_after_epoch_1(record):
+        if record["epoch"] == 1:
+            raise _Stop
+
+    cut = load_config(overrides=[*common, f"out_dir={tmp_path / 'cut'}"])
+    with pytest.raises(_Stop):
+        Trainer(cut, progress=False).fit(on_epoch=stop_after_epoch_1)
+    resumed = Trainer(cut, progress=False)
+    results = resumed.fit()
+    groups = resumed.optimizer.param_groups
+    assert all(g["capturable"] and g["lr"].device.type == "cuda" for g in groups)
+    whole = Trainer(
+        load_config(overrides=[*common, f"out_dir={tmp_path / 'whole'}"]), progress=False
+    )
+    expected = whole.fit()
+    assert [r["lr"] for r in resumed.history] == pytest.approx([r["lr"] for r in whole.history])
+    assert abs(results["clean_acc"] - expected["clean_acc"]) < 0.05

@@ -64,15 +64,19 @@ def test_whole_step_path_trains_exactly_as_the_eager_path(tmp_path, monkeypatch)
     assert graphed[2].speed.graph_step  # never fell back
 
 
-def test_a_capture_torch_refuses_falls_back_to_the_eager_update(tmp_path, monkeypatch, capsys):
-    def refuse(*args):
-        raise CaptureFailed("operation would make the legacy stream depend on a capturing stream")
+def test_a_refused_capture_stops_the_run_which_resumes_without_the_lever(tmp_path, monkeypatch):
+    def capture_then_refuse(step, inputs, model, optimizer):
+        if len(inputs) == 3:  # the attacked step, first taken in epoch 2 of the hinge
+            raise CaptureFailed("operation would make the legacy stream depend on a capturing")
+        return EagerCapture(step, inputs, model, optimizer)
 
-    monkeypatch.setattr(trainer_module, "capture_step", refuse)
-    refused = _fit(tmp_path, "refused", True)
-    assert "capturing the training step failed (operation would make" in capsys.readouterr().err
-    assert not refused[2].speed.graph_step
-    _same_run(refused, _fit(tmp_path, "eager", False))
+    monkeypatch.setattr(trainer_module, "capture_step", capture_then_refuse)
+    with pytest.raises(ConfigError, match=r"run again with speed\.graph_step=false \(the run"):
+        _fit(tmp_path, "cut", True)
+    # epochs 0 and 1 were checkpointed; the rerun without the lever finishes the run
+    resumed = _fit(tmp_path, "cut", False)
+    assert [r["epoch"] for r in resumed[2].history] == [0, 1, 2]
+    _same_run(resumed, _fit(tmp_path, "eager", False))
 
 
 def test_graph_step_needs_cuda_graphs():
@@ -97,10 +101,38 @@ def test_graph_step_refuses_what_a_graph_cannot_hold(distributed, accumulate, am
     trainer_module._check_graph_step(False, 1, None)
 
 
-def test_resuming_a_checkpoint_whose_optimizer_is_not_capturable_drops_the_lever(tmp_path, capsys):
+def test_a_run_resumes_under_other_speed_settings_but_not_another_config(tmp_path, capsys):
+    out = f"out_dir={tmp_path / 'run'}"
+    Trainer(load_config(overrides=[*TINY, "epochs=1", out]), progress=False).fit()
+    other_speed = load_config(overrides=[*TINY, "epochs=1", out, "speed.channels_last=true"])
+    assert Trainer(other_speed, progress=False)._resume() == 1
+    assert "resuming with other speed settings" in capsys.readouterr().err
+    saved = load_config([tmp_path / "run" / "config.yaml"])
+    assert saved.speed.channels_last == "true"  # the run's config says how it goes on
+    other_run = load_config(overrides=[*TINY, "epochs=1", out, "optim.lr=0.5"])
+    with pytest.raises(ConfigError, match="holds a run with another config"):
+        Trainer(other_run, progress=False)._resume()
+
+
+def test_a_checkpoint_loads_the_way_the_run_steps(tmp_path):
+    """Saved without the lever, resumed with it: capturable, learning rates and step counts
+    as tensors on the run's device; and back."""
     _, _, first = _fit(tmp_path, "run", False)
-    resumed = Trainer(first.cfg, progress=False)
-    resumed.speed = replace(resumed.speed, graph_step=True)
-    assert resumed._resume() == first.cfg.epochs
-    assert not resumed.speed.graph_step
-    assert "optimizer state is not capturable" in capsys.readouterr().err
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["optimizer"]
+    trainer = Trainer(first.cfg, progress=False)
+    trainer.speed = replace(trainer.speed, graph_step=True)
+    trainer._load_optimizer(state)
+    groups = trainer.optimizer.param_groups
+    assert all(g["capturable"] for g in groups)
+    assert all(torch.is_tensor(g["lr"]) and g["lr"].dtype == torch.float32 for g in groups)
+    assert [g["lr"].item() for g in groups] == pytest.approx(
+        [g["lr"] for g in state["param_groups"]]
+    )
+    assert all(torch.is_tensor(g["initial_lr"]) for g in groups)
+    assert all(s["step"].device == trainer.device for s in trainer.optimizer.state.values())
+
+    saved_captured = trainer.optimizer.state_dict()
+    plain = Trainer(first.cfg, progress=False)
+    plain._load_optimizer(saved_captured)
+    assert not any(g["capturable"] for g in plain.optimizer.param_groups)
+    assert all(isinstance(g["lr"], float) for g in plain.optimizer.param_groups)
