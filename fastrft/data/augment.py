@@ -25,8 +25,10 @@ def grey(x: Tensor) -> Tensor:
     """Luma of RGB images (N, 3, H, W) -> (N, 1, H, W); single-channel images pass through."""
     if x.shape[1] != 3:
         return x.mean(1, keepdim=True)
-    w = torch.tensor(GREY, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x * w).sum(1, keepdim=True)
+    # weights as Python scalars: a tensor made from them would be a host-to-device copy
+    # (and a sync) on every batch
+    r, g, b = GREY
+    return r * x[:, 0:1] + g * x[:, 1:2] + b * x[:, 2:3]
 
 
 def hflip(x: Tensor, p: float = 0.5) -> Tensor:

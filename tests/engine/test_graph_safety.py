@@ -10,12 +10,14 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from fastrft.config import AttackConfig
+from fastrft.config import AttackConfig, load_config
+from fastrft.engine import Trainer
 from fastrft.engine.attacker import Attacker
 from fastrft.engine.speed import Speed
 from fastrft.engine.step import robust_step
 from fastrft.objectives import make_objective
 from fastrft.toy import TinyCNN
+from tests.engine.test_train import TINY
 
 aten = torch.ops.aten
 HOST_SYNCS = {
@@ -78,3 +80,25 @@ def test_the_captured_step_never_syncs_with_the_host(attack, norm, objective):
     with HostSyncs() as syncs:
         step(x, y, budget)
     assert syncs.seen == []
+
+
+class TensorsFromPython(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += func.overloadpacket is aten.lift_fresh
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_training_epoch_copies_no_python_data_to_the_device(tmp_path):
+    """torch.tensor(data) on a GPU is a copy from pageable memory that waits for the device:
+    once per step, it would hold the host back on every step (augmentation included)."""
+    cfg = load_config(overrides=[*TINY, "schedule.name=fix", f"out_dir={tmp_path / 'run'}"])
+    trainer = Trainer(cfg, progress=False)
+    trainer._resume()
+    trainer._train_epoch(0)  # the optimizer creates its state (from Python data) once
+    with TensorsFromPython() as made:
+        trainer._train_epoch(1)
+    assert made.count == 0
