@@ -384,7 +384,7 @@ class Trainer:
     def _loss_acc(self, attack=None, limit: int | None = None) -> tuple[float, float]:
         was_training = self.net.training
         self.net.eval()
-        loss = correct = seen = 0.0
+        sums, seen = torch.zeros(2, device=self.device), 0  # loss, correct: read once, at the end
         for x, y in self.val_loader:
             if limit is not None and seen >= limit:
                 break
@@ -393,10 +393,12 @@ class Trainer:
                     x = attack(x, y)
             with self.speed.autocast():
                 logits = self.net(x).float()
-            loss += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += (logits.argmax(1) == y).sum().item()
+            sums += torch.stack(
+                [F.cross_entropy(logits, y, reduction="sum"), (logits.argmax(1) == y).sum()]
+            )
             seen += len(y)
         self.net.train(was_training)
+        loss, correct = sums.tolist()
         return loss / seen, correct / seen
 
     def _validate(self) -> dict[str, float]:
