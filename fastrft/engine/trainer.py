@@ -276,26 +276,27 @@ class Trainer:
                 )
                 images += len(y)
                 if step % CHECK_EVERY == 0 or step + 1 == steps:
-                    self._check_finite(totals[0], epoch, step, eps)
+                    loss_sum, correct = totals[:2].tolist()  # the one host sync
+                    self._check_finite(loss_sum, epoch, step, eps)
                     bar.update(
                         task,
                         completed=step + 1,
                         eps=f"{eps * 255:.2f}/255",
-                        loss=f"{totals[0].item() / images:.3f}",
-                        acc=f"{totals[1].item() / images:.3f}",
+                        loss=f"{loss_sum / images:.3f}",
+                        acc=f"{correct / images:.3f}",
                         rate=f"{images / (time.perf_counter() - start):.0f}",
                     )
         seconds = time.perf_counter() - start
         totals[2] = images
         all_reduce_sum(totals, self.dist)
-        n = totals[2].item()
+        loss_sum, correct, n = totals.tolist()
         return {
             "epoch": epoch,
             "eps": self._eps(epoch, 0),
             # a float, also where the learning rate is a tensor the captured step reads
             "lr": float(self.optimizer.param_groups[0]["lr"]),
-            "train_loss": totals[0].item() / n,
-            "train_acc": totals[1].item() / n,
+            "train_loss": loss_sum / n,
+            "train_acc": correct / n,
             "images_per_s": n / seconds,
             "epoch_s": seconds,
         }
@@ -361,8 +362,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.lr_schedule.step()
 
-    def _check_finite(self, loss_sum: Tensor, epoch: int, step: int, eps: float) -> None:
-        if math.isfinite(loss_sum.item()):
+    def _check_finite(self, loss_sum: float, epoch: int, step: int, eps: float) -> None:
+        if math.isfinite(loss_sum):
             return
         kept = f"epoch {self.history[-1]['epoch']}" if self.history else "none yet"
         raise TrainingDiverged(
