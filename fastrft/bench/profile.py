@@ -1,5 +1,7 @@
 """Where a step's time goes: torch.profiler over a few steps, the top operators by self
-time (device time on a GPU, host time on a CPU), per step."""
+time per step. On a GPU these are the kernels (device time; kernels replayed from a CUDA
+graph belong to no operator, so operators would miss them, and counting both would count
+each kernel twice); on a CPU, the operators (host time)."""
 
 from __future__ import annotations
 
@@ -7,37 +9,39 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from .timing import synchronize
 
 
-def _self_time_us(event: Any, cuda: bool) -> float:
-    if not cuda:
-        return event.self_cpu_time_total
-    # the attribute was renamed from cuda to device across torch versions
-    return getattr(event, "self_device_time_total", None) or event.self_cuda_time_total
+def _kernel(event: Any) -> bool:
+    return event.device_type == DeviceType.CUDA and not getattr(event, "is_user_annotation", False)
 
 
 def top_operators(
     step: Callable[[], None], device: torch.device, *, steps: int = 3, top: int = 12
 ) -> list[dict[str, Any]]:
-    """The ``top`` operators by self time over ``steps`` calls of a warmed-up ``step``."""
+    """The ``top`` operators (kernels on a GPU) by self time over ``steps`` calls of a
+    warmed-up ``step``."""
     cuda = device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities) as prof:
         for _ in range(steps):
             step()
         synchronize(device)
-    events = [e for e in prof.key_averages() if _self_time_us(e, cuda) > 0]
-    total = sum(_self_time_us(e, cuda) for e in events)
-    events.sort(key=lambda e: _self_time_us(e, cuda), reverse=True)
+    if cuda:
+        events = [(e, e.self_device_time_total) for e in prof.key_averages() if _kernel(e)]
+    else:
+        events = [(e, e.self_cpu_time_total) for e in prof.key_averages()]
+    events = sorted(((e, us) for e, us in events if us > 0), key=lambda p: p[1], reverse=True)
+    total = sum(us for _, us in events)
     return [
         {
             "op": e.key,
-            "self_ms_per_step": _self_time_us(e, cuda) / 1e3 / steps,
-            "share": _self_time_us(e, cuda) / total,
+            "self_ms_per_step": us / 1e3 / steps,
+            "share": us / total,
             "calls_per_step": e.count / steps,
         }
-        for e in events[:top]
+        for e, us in events[:top]
     ]
