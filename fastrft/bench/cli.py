@@ -32,7 +32,15 @@ from fastrft.engine.graphs import CaptureFailed
 
 from .environment import environment
 from .flops import step_flops
-from .ladder import RUNGS, Rung, Workload, largest_batch_that_fits, run_rung, runnable
+from .ladder import (
+    RUNGS,
+    Rung,
+    Workload,
+    largest_batch_that_fits,
+    release,
+    run_rung,
+    runnable,
+)
 from .limit import measure_limit
 from .output import (
     add_comparison,
@@ -185,6 +193,13 @@ def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: this machine has no CUDA GPU; use --device cpu")
+    if device.type == "cuda" and device.index is not None:
+        if device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s)"
+            )
+        # CUDA events, streams and fastrft's kernels use the current device
+        torch.cuda.set_device(device)
     return device
 
 
@@ -324,20 +339,26 @@ def run_ladder(
             console.print(failed[-1], style="yellow")
             continue
         except torch.cuda.OutOfMemoryError:
-            fit = largest_batch_that_fits(rung, w)
-            total = torch.cuda.get_device_properties(w.device).total_memory / 2**30
-            hint = (
-                f"the largest that fit: {fit}; rerun with -b {fit}"
-                if fit
-                else "not even a batch of 1 fits"
-            )
-            raise ValueError(
-                f"batch {w.batch_size} does not fit in the GPU's {total:.0f} GiB at rung "
-                f"{rung.index} ({rung.name(w.amp_dtype)}): {hint}"
-            ) from None
+            result = None  # searched below, once the traceback (holding the rung) is gone
+        if result is None:
+            raise out_of_memory(rung, w)
         rows.append(result.as_dict())
         ops = result.profile if top else ops
     return rows, ops, failed
+
+
+def out_of_memory(rung: Rung, w: Workload) -> ValueError:
+    """The error for a batch that does not fit, naming the largest that does."""
+    release(w.device)
+    fit = largest_batch_that_fits(rung, w)
+    total = torch.cuda.get_device_properties(w.device).total_memory / 2**30
+    hint = (
+        f"the largest that fit: {fit}; rerun with -b {fit}" if fit else "not even a batch of 1 fits"
+    )
+    return ValueError(
+        f"batch {w.batch_size} does not fit in the GPU's {total:.0f} GiB at rung "
+        f"{rung.index} ({rung.name(w.amp_dtype)}): {hint}"
+    )
 
 
 TRAIN_COLUMNS = [
@@ -402,9 +423,9 @@ def bench_train(
 ) -> dict[str, Any]:
     rungs, skipped = parse_rungs(args.rungs, w.device, args.compile)
     counts = timing_counts(args, w.device)
-    console.print("counting the step's FLOPs ...", style="dim")
-    flops = step_flops(w)
     rows, ops, failed = run_ladder(w, rungs, counts, console, args.profile)
+    console.print("counting the step's FLOPs ...", style="dim")
+    flops = step_flops(w)  # one rung-0 step: it ran (fits) when rung 0 did
     limit = None
     if not args.no_limit:
         console.print("limit: T_train, T_grad, T_fwd ...", style="dim")

@@ -29,6 +29,7 @@ from fastrft.attacks.core import attack_mode
 from fastrft.attacks.losses import attack_loss
 from fastrft.config import AttackConfig
 from fastrft.engine.attacker import Attacker
+from fastrft.engine.graphs import CaptureFailed
 from fastrft.engine.speed import Speed
 from fastrft.engine.step import AttackFn, capture_step, robust_step
 from fastrft.models import build_model
@@ -242,14 +243,14 @@ def measure(
     about that many seconds at the last warm-up call's pace: a baseline step of a second
     needs no ten calls to time, and the GPU's time is the scarce thing."""
     cuda = w.device.type == "cuda"
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(w.device)
     warmup_s = timed(lambda: [step() for _ in range(warmup - 1)], w.device) if warmup > 1 else 0.0
     if warmup > 0:
         last_s = timed(step, w.device)
         warmup_s += last_s
         if repeat_s is not None:
             calls = min(calls, max(1, round(repeat_s / last_s)))
+    if cuda:  # the steady state's peak: compilation and capture are over
+        torch.cuda.reset_peak_memory_stats(w.device)
     with TelemetrySampler(w.device) as sampler:
         timing, _ = time_calls(step, w.device, calls=calls, repeats=repeats)
     peak = torch.cuda.max_memory_allocated(w.device) / 2**30 if cuda else None
@@ -293,7 +294,7 @@ def largest_batch_that_fits(rung: Rung, w: Workload) -> int | None:
             step = training_step(rung, replace(w, batch_size=b))
             step()
             return b
-        except torch.cuda.OutOfMemoryError:
+        except (torch.cuda.OutOfMemoryError, CaptureFailed):  # (memory can fail a capture)
             b //= 2
         finally:
             step = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -40,13 +41,17 @@ def _handle(pynvml: Any, device: torch.device) -> Any:
 
 
 class TelemetrySampler:
-    """``with TelemetrySampler(device) as s: ...`` then ``s.result``."""
+    """``with TelemetrySampler(device) as s: ...`` then ``s.result``.
+
+    Samples are taken at entry, every ``interval_s`` and at exit, so even a short region has
+    two. Mean power is energy over time where the GPU has the energy counter: NVML's power
+    reading is itself a one-second average on recent GPUs, which lags a short region."""
 
     def __init__(self, device: torch.device, interval_s: float = 0.05):
         self.device, self.interval_s = device, interval_s
         self.result = Telemetry()
         self._nvml: Any = None
-        self._samples: list[tuple[float, float, float, float]] = []
+        self._samples: list[tuple[float | None, ...]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -63,6 +68,7 @@ class TelemetrySampler:
         self._nvml = pynvml
         self._energy0 = self._energy_mj()
         self._t0 = time.perf_counter()
+        self._take_sample()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
@@ -74,15 +80,16 @@ class TelemetrySampler:
         self._stop.set()
         assert self._thread is not None
         self._thread.join()
+        self._take_sample()
         energy1 = self._energy_mj()
-        if self._samples:
-            power, clock, util, mem = (sum(c) / len(c) for c in zip(*self._samples, strict=True))
-            energy = (
-                (energy1 - self._energy0) / 1e3
-                if energy1 is not None and self._energy0 is not None
-                else power * seconds
-            )
-            self.result = Telemetry(power, energy, clock, util, mem)
+        power, clock, util, mem = (_mean(column) for column in zip(*self._samples, strict=True))
+        energy = None
+        if energy1 is not None and self._energy0 is not None:
+            energy = (energy1 - self._energy0) / 1e3
+            power = energy / seconds if seconds > 0 else power
+        elif power is not None:
+            energy = power * seconds
+        self.result = Telemetry(power, energy, clock, util, mem)
         self._nvml.nvmlShutdown()
 
     def _energy_mj(self) -> float | None:
@@ -91,14 +98,31 @@ class TelemetrySampler:
         except Exception:  # older GPUs have no energy counter
             return None
 
-    def _sample(self) -> None:
+    def _take_sample(self) -> None:
         n, h = self._nvml, self._handle
-        while not self._stop.wait(self.interval_s):
-            self._samples.append(
-                (
-                    n.nvmlDeviceGetPowerUsage(h) / 1e3,
-                    float(n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_SM)),
-                    float(n.nvmlDeviceGetUtilizationRates(h).gpu),
-                    n.nvmlDeviceGetMemoryInfo(h).used / 2**30,
-                )
+        self._samples.append(
+            (
+                _reading(lambda: n.nvmlDeviceGetPowerUsage(h) / 1e3),
+                _reading(lambda: float(n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_SM))),
+                _reading(lambda: float(n.nvmlDeviceGetUtilizationRates(h).gpu)),
+                _reading(lambda: n.nvmlDeviceGetMemoryInfo(h).used / 2**30),
             )
+        )
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._take_sample()
+
+
+def _reading(read: Callable[[], float]) -> float | None:
+    """One NVML reading, or None where the GPU does not support it (under MIG, say), so one
+    missing reading does not end the sampling."""
+    try:
+        return read()
+    except Exception:
+        return None
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None

@@ -5,6 +5,7 @@ import json
 import re
 import subprocess
 import sys
+import types
 
 import pytest
 import torch
@@ -196,3 +197,33 @@ def test_attack_mode_side_by_side_with_peers(tmp_path):
         for peer in rows[2:]:
             ratio = r[f"x {peer['name']}"]
             assert ratio == pytest.approx(r["images_per_s"] / peer["images_per_s"])
+
+
+def test_an_out_of_memory_rung_names_the_largest_batch_searched_after_freeing_it(monkeypatch):
+    real = cli.run_rung
+    searched = []
+
+    def run_rung(rung, w, **kw):
+        if rung.index == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real(rung, w, **kw)
+
+    def largest_batch_that_fits(rung, w):
+        # the failed rung's traceback (and the memory its frames hold) is gone by now
+        searched.append((rung.index, sys.exc_info()[0]))
+        return 8
+
+    monkeypatch.setattr(cli, "run_rung", run_rung)
+    monkeypatch.setattr(cli, "largest_batch_that_fits", largest_batch_that_fits)
+    monkeypatch.setattr(
+        torch.cuda,
+        "get_device_properties",
+        lambda device: types.SimpleNamespace(total_memory=80 * 2**30),
+    )
+    message = (
+        "batch 16 does not fit in the GPU's 80 GiB at rung 1 (+ bf16 autocast): "
+        "the largest that fit: 8; rerun with -b 8"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        main([*TINY, "--rungs", "0-2", "--no-limit"])
+    assert searched == [(1, None)]

@@ -1,6 +1,7 @@
 """The ladder's parts: each rung's step trains, the baselines are the attacks they claim to
 be, the limit counts the attack's passes right, timing and telemetry add up."""
 
+import sys
 import types
 
 import pytest
@@ -193,43 +194,71 @@ def test_measure_fits_its_calls_to_the_seconds_a_repeat_may_take(
     assert m.warmup_s == pytest.approx(2 * last_warmup_s)
 
 
-def test_telemetry_averages_nvml_samples_and_uses_the_energy_counter(monkeypatch):
-    samples = iter([(200_000, 1800, 90, 4 * 2**30), (300_000, 1700, 100, 6 * 2**30)] * 100)
-    energy = iter([10_000.0, 25_000.0])  # mJ at the start and at the end
-
-    class Util:
-        def __init__(self, gpu):
-            self.gpu = gpu
-
+def _fake_nvml(samples, energy_mj, utilization=True):
+    """A stand-in pynvml: each power reading takes the next sample, the other readings
+    return that sample's fields; ``energy_mj`` None: a GPU without the energy counter."""
     state = {}
 
-    def sample():
+    def power(h):
         state["s"] = next(samples)
-        return state["s"]
+        return state["s"][0]
 
-    fake = types.SimpleNamespace(
+    def energy(h):
+        if energy_mj is None:
+            raise RuntimeError("NVML_ERROR_NOT_SUPPORTED")
+        return next(energy_mj)
+
+    def util(h):
+        if not utilization:
+            raise RuntimeError("NVML_ERROR_NOT_SUPPORTED")
+        return types.SimpleNamespace(gpu=state["s"][2])
+
+    return types.SimpleNamespace(
         NVML_CLOCK_SM=0,
         nvmlInit=lambda: None,
         nvmlShutdown=lambda: None,
-        nvmlDeviceGetHandleByPciBusId=lambda bus: "h",
-        nvmlDeviceGetHandleByIndex=lambda i: "h",
-        nvmlDeviceGetTotalEnergyConsumption=lambda h: next(energy),
-        nvmlDeviceGetPowerUsage=lambda h: sample()[0],
+        nvmlDeviceGetTotalEnergyConsumption=energy,
+        nvmlDeviceGetPowerUsage=power,
         nvmlDeviceGetClockInfo=lambda h, c: state["s"][1],
-        nvmlDeviceGetUtilizationRates=lambda h: Util(state["s"][2]),
+        nvmlDeviceGetUtilizationRates=util,
         nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(used=state["s"][3]),
     )
-    monkeypatch.setitem(__import__("sys").modules, "pynvml", fake)
+
+
+@pytest.fixture
+def nvml(monkeypatch):
+    """Install a fake pynvml; the region lasts 3 s by the sampler's clock."""
+    clock = iter([100.0, 103.0])
+    monkeypatch.setattr(telemetry.time, "perf_counter", lambda: next(clock))
     monkeypatch.setattr(telemetry, "_handle", lambda pynvml, device: "h")
-    with telemetry.TelemetrySampler(torch.device("cuda", 0), interval_s=0.001) as s:
-        while len(s._samples) < 2:
-            pass
+
+    def install(*args, **kwargs):
+        monkeypatch.setitem(sys.modules, "pynvml", _fake_nvml(*args, **kwargs))
+
+    return install
+
+
+SAMPLES = [(200_000, 1800, 90, 4 * 2**30), (300_000, 1700, 100, 6 * 2**30)]
+
+
+def test_telemetry_power_is_the_energy_counter_over_time(nvml):
+    nvml(iter(SAMPLES), iter([10_000.0, 25_000.0]))  # mJ at the start and at the end
+    # a region shorter than the interval still gets its entry and exit samples
+    with telemetry.TelemetrySampler(torch.device("cuda", 0), interval_s=60) as s:
+        pass
     r = s.result
-    n = len(s._samples)
-    powers = [200.0, 300.0] * n
-    assert r.mean_power_w == pytest.approx(sum(powers[:n]) / n)
-    assert r.energy_j == pytest.approx(15.0)
-    assert 4 <= r.memory_used_gib <= 6 and 1700 <= r.sm_clock_mhz <= 1800
+    assert r.energy_j == pytest.approx(15.0) and r.mean_power_w == pytest.approx(5.0)
+    assert r.sm_clock_mhz == pytest.approx(1750) and r.memory_used_gib == pytest.approx(5)
+    assert r.utilization_pct == pytest.approx(95)
+
+
+def test_telemetry_without_the_counter_or_a_reading_uses_what_there_is(nvml):
+    nvml(iter(SAMPLES), None, utilization=False)
+    with telemetry.TelemetrySampler(torch.device("cuda", 0), interval_s=60) as s:
+        pass
+    r = s.result
+    assert r.mean_power_w == pytest.approx(250.0) and r.energy_j == pytest.approx(750.0)
+    assert r.utilization_pct is None and r.sm_clock_mhz == pytest.approx(1750)
 
 
 def test_telemetry_off_nvidia_is_empty():
