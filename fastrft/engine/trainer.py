@@ -48,7 +48,10 @@ def pick_device(name: str, d: Dist) -> torch.device:
         raise ConfigError("device: CUDA was asked for but no GPU is visible; set device=cpu")
     if name == "cuda" and d.enabled:
         name = f"cuda:{d.local_rank}"
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)  # kernels, streams and graphs follow the current device
+    return device
 
 
 class Trainer:
