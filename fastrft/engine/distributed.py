@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from fastrft.lifetime import die_with_parent
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -29,6 +31,8 @@ def init_distributed(device: str) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # a torchrun worker: it dies with torchrun
+        die_with_parent(os.getppid())
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     cuda = device != "cpu" and torch.cuda.is_available()
     if not dist.is_initialized():

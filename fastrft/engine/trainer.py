@@ -46,10 +46,19 @@ def pick_device(name: str, d: Dist) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("device: CUDA was asked for but no GPU is visible; set device=cpu")
+    if name.startswith("cuda:") and d.enabled:
+        raise ConfigError(
+            f"device: {name} under torchrun: each process takes its own GPU; set device=cuda"
+        )
     if name == "cuda" and d.enabled:
         name = f"cuda:{d.local_rank}"
     device = torch.device(name)
     if device.type == "cuda" and device.index is not None:
+        if device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device: {name}, but {torch.cuda.device_count()} GPU(s) are visible "
+                "(CUDA_VISIBLE_DEVICES renumbers them from 0)"
+            )
         torch.cuda.set_device(device)  # kernels, streams and graphs follow the current device
     return device
 

@@ -10,7 +10,8 @@ directory that its rerun resumes.
 
 from __future__ import annotations
 
-import ctypes
+import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -22,11 +23,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from fastrft.lifetime import die_with_parent
+
 from .rundir import LOG, LOG_HEADER
 from .spec import Run
 
 STOP_GRACE_S = 60.0  # how long a run may take to stop after SIGINT before it is killed
-PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -60,22 +62,8 @@ def spawn(command: Sequence[str], run_dir: Path, env: Mapping[str, str]) -> subp
             stderr=subprocess.STDOUT,
             env={**os.environ, **env},
             start_new_session=True,
-            preexec_fn=_die_with_parent(os.getpid()),
+            preexec_fn=functools.partial(die_with_parent, os.getpid()),
         )
-
-
-def _die_with_parent(parent: int):
-    """A preexec_fn: the child gets SIGKILL when its parent dies (Linux; elsewhere a no-op)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def preexec() -> None:
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the parent died before prctl took hold
-            os._exit(1)
-
-    return preexec
 
 
 def stop(procs: Sequence[subprocess.Popen], grace: float = STOP_GRACE_S) -> None:
@@ -91,8 +79,32 @@ def stop(procs: Sequence[subprocess.Popen], grace: float = STOP_GRACE_S) -> None
     except (subprocess.TimeoutExpired, KeyboardInterrupt):
         for p in procs:
             if p.poll() is None:
-                p.kill()
+                kill_tree(p.pid)
                 p.wait()
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and every process below it: torchrun starts its workers in
+    sessions of their own, which killing torchrun alone would leave training."""
+    for child in [*_descendants(pid), pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below ``pid``, from /proc (none where there is no /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def wait(proc: subprocess.Popen) -> int:

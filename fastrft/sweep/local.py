@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from .launch import Job, spawn, stop
 from .tracker import Tracker
@@ -51,7 +52,14 @@ def local_slots(jobs: int | None, gpus_per_run: int | None) -> list[Slot]:
     if k > len(gpus):
         raise ValueError(f"--gpus-per-run {k}, but only {len(gpus)} GPU(s) are visible")
     groups = [gpus[i : i + k] for i in range(0, len(gpus) - k + 1, k)][: jobs or None]
-    return [Slot({"CUDA_VISIBLE_DEVICES": ",".join(g)}, nproc=k) for g in groups]
+    # each run's share of the cores, for its threads and torch.compile's workers: eight
+    # runs each starting a compile worker per core would crowd the host
+    share = str(max(1, (os.cpu_count() or 1) // (len(groups) * k)))
+    threads = {
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", share),
+        "TORCHINDUCTOR_COMPILE_THREADS": os.environ.get("TORCHINDUCTOR_COMPILE_THREADS", share),
+    }
+    return [Slot({"CUDA_VISIBLE_DEVICES": ",".join(g), **threads}, nproc=k) for g in groups]
 
 
 @dataclass
@@ -65,13 +73,17 @@ class _Active:
 def run_local(jobs: Sequence[Job], tracker: Tracker, slots: Sequence[Slot]) -> None:
     """Run every job, each in its own process, ``len(slots)`` at a time."""
     pending, active = deque(jobs), []
-    free = list(range(len(slots)))[::-1]
+    free = deque(range(len(slots)))  # freed slots go last: runs spread over the GPUs
+    failed_on: dict[Path, int] = {}  # a failed run's slot, which its retry avoids
     try:
         while pending or active:
             while pending and free:
-                job, slot = pending.popleft(), free.pop()
-                proc = spawn(job.command, job.run_dir, slots[slot].env)
-                tracker.started(job.run, backend="local", pid=proc.pid, slot=slot)
+                job = pending.popleft()
+                slot = _take_slot(free, avoid=failed_on.get(job.run_dir))
+                env = slots[slot].env
+                proc = spawn(job.command, job.run_dir, env)
+                gpus = env.get("CUDA_VISIBLE_DEVICES") or None
+                tracker.started(job.run, backend="local", pid=proc.pid, slot=slot, gpus=gpus)
                 active.append(_Active(job, proc, slot, time.monotonic()))
             time.sleep(POLL_S)
             for a in [a for a in active if a.proc.poll() is not None]:
@@ -79,9 +91,20 @@ def run_local(jobs: Sequence[Job], tracker: Tracker, slots: Sequence[Slot]) -> N
                 free.append(a.slot)
                 seconds = round(time.monotonic() - a.started, 1)
                 if tracker.finished(a.job.run, a.proc.returncode, seconds):
+                    failed_on[a.job.run_dir] = a.slot
                     pending.append(a.job)
     except KeyboardInterrupt:
         stop([a.proc for a in active])
         for a in active:
             tracker.interrupted(a.job.run, a.proc.returncode)
         raise
+
+
+def _take_slot(free: deque[int], avoid: int | None) -> int:
+    """The first free slot other than ``avoid`` (where a run just failed: one bad GPU must
+    not fail a run's every retry), or that one if it is the only one free."""
+    for i, slot in enumerate(free):
+        if slot != avoid:
+            del free[i]
+            return slot
+    return free.popleft()

@@ -74,6 +74,11 @@ def locked(root: Path) -> Iterator[None]:
             raise ValueError(
                 f"another `fastrft sweep` is running on {root}: wait for it, or stop it"
             ) from err
+        except OSError as err:  # a filesystem without locks (Lustre without -o flock)
+            raise ValueError(
+                f"cannot lock {root / LOCK} ({err.strerror or err}): put the sweep's root on a "
+                "filesystem that supports file locks"
+            ) from err
         yield
     finally:
         os.close(fd)  # releases the lock (so does the death of this process)

@@ -107,8 +107,13 @@ def run_ray(jobs: Sequence[Job], tracker: Tracker, gpus_per_run: int) -> None:
 
 
 def _run_task(command: Sequence[str], run_dir: str) -> int:
-    """In a Ray worker: the run's process, with the GPUs Ray gave this task."""
-    return wait(spawn(command, Path(run_dir), {}))
+    """In a Ray worker: the run's process, with the GPUs Ray gave this task. Ray leaves
+    CUDA_VISIBLE_DEVICES alone for a task given none, which would then see every GPU of
+    its node: such a run is hidden from them."""
+    import ray
+
+    env = {} if ray.get_gpu_ids() else {"CUDA_VISIBLE_DEVICES": ""}
+    return wait(spawn(command, Path(run_dir), env))
 
 
 def _exit_code(ref, timeout: float | None = None) -> int | None:

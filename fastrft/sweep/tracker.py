@@ -3,6 +3,7 @@ ledger and to the terminal, and a failed run is tried again up to the retry limi
 
 from __future__ import annotations
 
+import signal
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,8 @@ class Tracker:
         if exit_code == INTERRUPTED:
             self.interrupted(run, exit_code)
             return False
-        outcome.error = last_error(self.root / run.id) or f"exit code {exit_code}"
+        outcome.error = _killed_by(exit_code) or last_error(self.root / run.id)
+        outcome.error = outcome.error or f"exit code {exit_code}"
         retry = outcome.tries <= self.retries
         outcome.state = "failed"
         self.ledger.append(run.id, "failed", error=outcome.error, **common)
@@ -83,3 +85,16 @@ def _numbers(results: dict[str, Any]) -> str:
         f"clean {results['clean_acc']:.2%}  adv {results['adv_acc']:.2%}  "
         f"E.adv {results['expected_robustness']:.2%}"
     )
+
+
+def _killed_by(exit_code: int) -> str | None:
+    """What a signal's death says, where the log's last line would mislead: a run killed
+    mid-epoch has an epoch summary as its last line."""
+    if exit_code >= 0:
+        return None
+    try:
+        name = signal.Signals(-exit_code).name
+    except ValueError:
+        name = f"signal {-exit_code}"
+    hint = " (the kernel's out-of-memory killer?)" if -exit_code == signal.SIGKILL else ""
+    return f"killed by {name}{hint}"

@@ -12,9 +12,11 @@ import pytest
 import torch
 
 from fastrft.cli import main
-from fastrft.config import load_config
+from fastrft.config import ConfigError, load_config
 from fastrft.engine import Trainer, TrainingDiverged
 from fastrft.engine.checkpoint import load_checkpoint
+from fastrft.engine.distributed import Dist
+from fastrft.engine.trainer import pick_device
 from tests.helpers import torchrun
 
 TINY = [
@@ -204,3 +206,12 @@ def test_ddp_with_two_gloo_processes(tmp_path):
     assert (out / "results.json").exists()
     # two ranks each see half of the 192 images: 3 steps of 32 per epoch per rank
     assert torch.tensor([r["train_acc"] for r in records]).isfinite().all()
+
+
+def test_an_explicit_gpu_must_exist_and_is_not_for_torchrun(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match=r"device: cuda:3, but 1 GPU\(s\) are visible"):
+        pick_device("cuda:3", Dist())
+    with pytest.raises(ConfigError, match="under torchrun: each process takes its own GPU"):
+        pick_device("cuda:0", Dist(rank=0, world_size=2))

@@ -1,14 +1,20 @@
 """How runs are placed and launched: slots per GPU (or group of GPUs, trained with DDP under
 torchrun) or per CPU job, and each run's command line."""
 
+import contextlib
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from fastrft.sweep.launch import train_command
-from fastrft.sweep.local import local_slots
+from fastrft.sweep import local
+from fastrft.sweep.launch import Job, spawn, stop, train_command
+from fastrft.sweep.local import Slot, local_slots
 from fastrft.sweep.spec import Run
+from fastrft.sweep.tracker import _killed_by
 
 
 def test_one_slot_per_visible_gpu(monkeypatch):
@@ -61,3 +67,113 @@ def test_commands_train_one_process_or_torchrun():
         "4",
     )
     assert ddp[6:] == single[1:]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"  # a zombie has finished: only its exit status is left
+
+
+def _workers(tmp_path, port: int, *args: str):
+    """torchrun with two sleeping workers, started as the sweep starts a run; their pids."""
+    worker = Path(__file__).with_name("ddp_sleeper.py")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    command += ["--master-port", str(port), str(worker), str(tmp_path), *args]
+    proc = spawn(command, tmp_path, {"CUDA_VISIBLE_DEVICES": ""})
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("rank*.pid"))) < 2:
+        assert time.monotonic() < deadline, (tmp_path / "sweep.log").read_text()
+        time.sleep(0.2)
+    return proc, [int(p.read_text()) for p in tmp_path.glob("rank*.pid")]
+
+
+def _gone(pids, seconds=20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while any(_alive(p) for p in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal")
+def test_torchrun_workers_die_with_a_killed_torchrun(tmp_path):
+    proc, workers = _workers(tmp_path, port=29541)
+    os.kill(proc.pid, signal.SIGKILL)  # as the kernel's OOM killer, or a parent's death
+    proc.wait()
+    assert _gone(workers), "torchrun's workers outlived it"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_stopping_a_run_that_will_not_stop_kills_its_whole_tree(tmp_path):
+    # workers that do not die with torchrun, one of which cannot take its SIGINT
+    proc, workers = _workers(tmp_path, 29542, "--plain")
+    os.kill(workers[0], signal.SIGSTOP)
+    try:
+        stop([proc], grace=2.0)
+        assert _gone(workers), "a worker outlived the stop"
+    finally:
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_gpu_runs_share_the_cores_and_compile_workers(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("TORCHINDUCTOR_COMPILE_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    for gpus_per_run in (None, 2):  # four processes either way: four cores each
+        for slot in local_slots(jobs=None, gpus_per_run=gpus_per_run):
+            assert slot.env["OMP_NUM_THREADS"] == slot.env["TORCHINDUCTOR_COMPILE_THREADS"] == "4"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own setting wins
+    assert {s.env["OMP_NUM_THREADS"] for s in local_slots(jobs=None, gpus_per_run=None)} == {"3"}
+
+
+class _Exited:
+    """A process that has already ended with ``code``."""
+
+    pid = 4242
+
+    def __init__(self, code):
+        self.returncode = code
+
+    def poll(self):
+        return self.returncode
+
+
+def test_a_failed_run_is_retried_on_another_slot(monkeypatch, tmp_path):
+    codes = iter([1, 0, 0])  # the first run fails once, then every start succeeds
+    monkeypatch.setattr(local, "spawn", lambda command, run_dir, env: _Exited(next(codes)))
+    monkeypatch.setattr(local, "POLL_S", 0.0)
+    starts = []
+
+    class Tracker:
+        def started(self, run, **info):
+            starts.append((run, info["slot"], info["gpus"]))
+
+        def finished(self, run, code, seconds):
+            return code != 0  # retry a failure
+
+    jobs = [Job(run, tmp_path / run, ("train",)) for run in ("a", "b")]
+    slots = [Slot({"CUDA_VISIBLE_DEVICES": "0"}), Slot({"CUDA_VISIBLE_DEVICES": "1"})]
+    local.run_local(jobs, Tracker(), slots)
+    assert starts == [("a", 0, "0"), ("b", 1, "1"), ("a", 1, "1")]
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        (-9, "killed by SIGKILL (the kernel's out-of-memory killer?)"),
+        (-15, "killed by SIGTERM"),
+        (1, None),
+        (0, None),
+    ],
+)
+def test_a_run_killed_by_a_signal_says_so(code, error):
+    assert _killed_by(code) == error

@@ -79,3 +79,15 @@ def test_plan_recovers_what_a_killed_sweep_could_not_record(tmp_path):
     assert last[runs[2].id]["state"] == "failed"
     plan(spec, runs, ledger)  # nothing new to record on a second look
     assert len(list(ledger.records())) == 6
+
+
+def test_a_root_that_cannot_be_locked_is_a_one_line_error(tmp_path, monkeypatch):
+    def no_locks(fd, operation):
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr("fcntl.flock", no_locks)
+    with (
+        pytest.raises(ValueError, match="on a filesystem that supports file locks"),
+        locked(tmp_path / "root"),
+    ):
+        pass
