@@ -9,6 +9,7 @@ process, keeps the ledger and decides the retries.
 from __future__ import annotations
 
 import socket
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -113,6 +114,8 @@ def _run_task(command: Sequence[str], run_dir: str) -> int:
     import ray
 
     env = {} if ray.get_gpu_ids() else {"CUDA_VISIBLE_DEVICES": ""}
+    # this node's interpreter: the driver's path to its own may not exist here
+    command = [sys.executable, *command[1:]]
     return wait(spawn(command, Path(run_dir), env))
 
 
