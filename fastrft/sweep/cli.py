@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
         help="how many more times a failed run is tried in this invocation (default 1)",
     )
     p.add_argument(
+        "--run-timeout",
+        type=float,
+        metavar="MIN",
+        help="stop a run still going after MIN minutes (a hung run holds its GPU) and count it "
+        "as failed, to be tried again like one (default: no limit)",
+    )
+    p.add_argument(
         "--backend",
         choices=("local", "ray"),
         default="local",
@@ -114,6 +121,8 @@ def _check_args(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and value < low:
             raise ValueError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
+    if args.run_timeout is not None and args.run_timeout <= 0:
+        raise ValueError(f"--run-timeout must be > 0 minutes, got {args.run_timeout:g}")
     if args.address is not None and args.backend != "ray" and not args.tune:
         raise ValueError("--address is for the Ray backend: add --backend ray")
 
@@ -148,10 +157,11 @@ def _sweep(
     tracker.queue([j.run for j in jobs])
     try:
         with sigterm_interrupts():
+            timeout_s = None if args.run_timeout is None else args.run_timeout * 60
             if args.backend == "ray":
-                run_ray(jobs, tracker, gpus)
+                run_ray(jobs, tracker, gpus, timeout_s)
             else:
-                run_local(jobs, tracker, slots)
+                run_local(jobs, tracker, slots, timeout_s)
     finally:
         Console().print(_summary(spec, runs, work.finished, tracker.outcomes))
     failed = [r for r, o in tracker.outcomes.items() if o.state != "done"]

@@ -29,6 +29,7 @@ from .rundir import LOG, LOG_HEADER
 from .spec import Run
 
 STOP_GRACE_S = 60.0  # how long a run may take to stop after SIGINT before it is killed
+TIMED_OUT = 124  # the exit code recorded for a run stopped at --run-timeout (as timeout(1))
 
 
 @dataclass(frozen=True)
@@ -107,10 +108,14 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def wait(proc: subprocess.Popen) -> int:
-    """Wait for a process; an interruption of the waiter (a cancelled Ray task) stops it."""
+def wait(proc: subprocess.Popen, timeout_s: float | None = None) -> int:
+    """Wait for a process, at most ``timeout_s`` seconds (then stop it: TIMED_OUT); an
+    interruption of the waiter (a cancelled Ray task) stops it."""
     try:
-        return proc.wait()
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        stop([proc])
+        return TIMED_OUT
     except KeyboardInterrupt:
         stop([proc])
         raise

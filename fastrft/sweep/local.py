@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .launch import Job, spawn, stop
+from .launch import TIMED_OUT, Job, spawn, stop
 from .tracker import Tracker
 
 POLL_S = 0.2
@@ -70,8 +70,11 @@ class _Active:
     started: float
 
 
-def run_local(jobs: Sequence[Job], tracker: Tracker, slots: Sequence[Slot]) -> None:
-    """Run every job, each in its own process, ``len(slots)`` at a time."""
+def run_local(
+    jobs: Sequence[Job], tracker: Tracker, slots: Sequence[Slot], timeout_s: float | None = None
+) -> None:
+    """Run every job, each in its own process, ``len(slots)`` at a time; a run still going
+    after ``timeout_s`` seconds (hung, say, in a collective) is stopped and fails."""
     pending, active = deque(jobs), []
     free = deque(range(len(slots)))  # freed slots go last: runs spread over the GPUs
     failed_on: dict[Path, int] = {}  # a failed run's slot, which its retry avoids
@@ -86,11 +89,15 @@ def run_local(jobs: Sequence[Job], tracker: Tracker, slots: Sequence[Slot]) -> N
                 tracker.started(job.run, backend="local", pid=proc.pid, slot=slot, gpus=gpus)
                 active.append(_Active(job, proc, slot, time.monotonic()))
             time.sleep(POLL_S)
-            for a in [a for a in active if a.proc.poll() is not None]:
+            now = time.monotonic()
+            late = [a for a in active if timeout_s is not None and now - a.started > timeout_s]
+            stop([a.proc for a in late])
+            for a in [a for a in active if a in late or a.proc.poll() is not None]:
                 active.remove(a)
                 free.append(a.slot)
                 seconds = round(time.monotonic() - a.started, 1)
-                if tracker.finished(a.job.run, a.proc.returncode, seconds):
+                code = TIMED_OUT if a in late else a.proc.returncode
+                if tracker.finished(a.job.run, code, seconds):
                     failed_on[a.job.run_dir] = a.slot
                     pending.append(a.job)
     except KeyboardInterrupt:

@@ -78,7 +78,9 @@ def cluster_gpus() -> int:
     return int(ray.cluster_resources().get("GPU", 0))
 
 
-def run_ray(jobs: Sequence[Job], tracker: Tracker, gpus_per_run: int) -> None:
+def run_ray(
+    jobs: Sequence[Job], tracker: Tracker, gpus_per_run: int, timeout_s: float | None = None
+) -> None:
     """Run every job as a Ray task; Ray schedules them as the cluster's resources allow."""
     import ray
 
@@ -86,7 +88,8 @@ def run_ray(jobs: Sequence[Job], tracker: Tracker, gpus_per_run: int) -> None:
     submitted: dict[ray.ObjectRef, tuple[Job, float]] = {}
 
     def submit(job: Job) -> None:
-        submitted[task.remote(job.command, str(job.run_dir))] = (job, time.monotonic())
+        ref = task.remote(job.command, str(job.run_dir), timeout_s)
+        submitted[ref] = (job, time.monotonic())
         tracker.started(job.run, backend="ray")  # running: handed to the cluster
 
     for job in jobs:
@@ -107,7 +110,7 @@ def run_ray(jobs: Sequence[Job], tracker: Tracker, gpus_per_run: int) -> None:
         raise
 
 
-def _run_task(command: Sequence[str], run_dir: str) -> int:
+def _run_task(command: Sequence[str], run_dir: str, timeout_s: float | None = None) -> int:
     """In a Ray worker: the run's process, with the GPUs Ray gave this task. Ray leaves
     CUDA_VISIBLE_DEVICES alone for a task given none, which would then see every GPU of
     its node: such a run is hidden from them."""
@@ -116,7 +119,7 @@ def _run_task(command: Sequence[str], run_dir: str) -> int:
     env = {} if ray.get_gpu_ids() else {"CUDA_VISIBLE_DEVICES": ""}
     # this node's interpreter: the driver's path to its own may not exist here
     command = [sys.executable, *command[1:]]
-    return wait(spawn(command, Path(run_dir), env))
+    return wait(spawn(command, Path(run_dir), env), timeout_s)
 
 
 def _exit_code(ref, timeout: float | None = None) -> int | None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.console import Console
 
+from .launch import TIMED_OUT
 from .ledger import Ledger
 from .rundir import last_error, read_results, summary
 from .spec import Run
@@ -59,7 +60,8 @@ class Tracker:
         if exit_code == INTERRUPTED:
             self.interrupted(run, exit_code)
             return False
-        outcome.error = _killed_by(exit_code) or last_error(self.root / run.id)
+        timed_out = "stopped at --run-timeout" if exit_code == TIMED_OUT else None
+        outcome.error = timed_out or _killed_by(exit_code) or last_error(self.root / run.id)
         outcome.error = outcome.error or f"exit code {exit_code}"
         retry = outcome.tries <= self.retries
         outcome.state = "failed"

@@ -2,19 +2,23 @@
 torchrun) or per CPU job, and each run's command line."""
 
 import contextlib
+import io
 import os
 import signal
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from fastrft.sweep import local
-from fastrft.sweep.launch import Job, spawn, stop, train_command
+from fastrft.sweep.launch import TIMED_OUT, Job, spawn, stop, train_command, wait
+from fastrft.sweep.ledger import Ledger
 from fastrft.sweep.local import Slot, local_slots
 from fastrft.sweep.spec import Run
-from fastrft.sweep.tracker import _killed_by
+from fastrft.sweep.tracker import Tracker, _killed_by
 
 
 def test_one_slot_per_visible_gpu(monkeypatch):
@@ -153,7 +157,7 @@ def test_a_failed_run_is_retried_on_another_slot(monkeypatch, tmp_path):
     monkeypatch.setattr(local, "POLL_S", 0.0)
     starts = []
 
-    class Tracker:
+    class Recorder:  # stands in for the Tracker
         def started(self, run, **info):
             starts.append((run, info["slot"], info["gpus"]))
 
@@ -162,7 +166,7 @@ def test_a_failed_run_is_retried_on_another_slot(monkeypatch, tmp_path):
 
     jobs = [Job(run, tmp_path / run, ("train",)) for run in ("a", "b")]
     slots = [Slot({"CUDA_VISIBLE_DEVICES": "0"}), Slot({"CUDA_VISIBLE_DEVICES": "1"})]
-    local.run_local(jobs, Tracker(), slots)
+    local.run_local(jobs, Recorder(), slots)
     assert starts == [("a", 0, "0"), ("b", 1, "1"), ("a", 1, "1")]
 
 
@@ -177,3 +181,42 @@ def test_a_failed_run_is_retried_on_another_slot(monkeypatch, tmp_path):
 )
 def test_a_run_killed_by_a_signal_says_so(code, error):
     assert _killed_by(code) == error
+
+
+def test_a_run_past_its_timeout_is_stopped_and_fails(tmp_path):
+    finished = []
+
+    class Recorder:  # stands in for the Tracker
+        def started(self, run, **info):
+            pass
+
+        def finished(self, run, code, seconds):
+            finished.append((run, code, seconds))
+            return False
+
+    hang = (sys.executable, "-c", "import time; time.sleep(120)")
+    quick = (sys.executable, "-c", "pass")
+    (tmp_path / "hung").mkdir()
+    (tmp_path / "quick").mkdir()
+    jobs = [Job("hung", tmp_path / "hung", hang), Job("quick", tmp_path / "quick", quick)]
+    slots = [Slot({}), Slot({})]
+    start = time.monotonic()
+    local.run_local(jobs, Recorder(), slots, timeout_s=1.0)
+    assert time.monotonic() - start < 30  # stopped by SIGINT, well inside the grace
+    assert sorted((run, code) for run, code, _ in finished) == [("hung", TIMED_OUT), ("quick", 0)]
+    assert wait(spawn(hang, tmp_path / "hung", {}), timeout_s=0.5) == TIMED_OUT
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [(TIMED_OUT, "stopped at --run-timeout"), (-9, "killed by SIGKILL (the kernel's out-of")],
+)
+def test_the_ledger_says_why_a_run_failed(tmp_path, code, error):
+    run = types.SimpleNamespace(id="r1")
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r1" / "sweep.log").write_text("epoch   3  train loss 0.5\n")  # a last line
+    tracker = Tracker(Ledger(tmp_path / "ledger.jsonl"), tmp_path, 1, Console(file=io.StringIO()))
+    tracker.queue([run])
+    tracker.started(run)
+    assert tracker.finished(run, code, 60.0) is True  # failed: tried again
+    assert tracker.outcomes["r1"].error.startswith(error)
