@@ -8,9 +8,10 @@ to know the layout. Tensors passed together must share their strides.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 from torch import Tensor
@@ -51,6 +52,24 @@ def use_triton(t: Tensor, backend: Backend) -> bool:
             "is imported; use backend='auto' to fall back to the torch reference"
         )
     return True
+
+
+Launcher = TypeVar("Launcher", bound=Callable[..., None])
+
+
+def on_tensors_device(launch: Launcher) -> Launcher:
+    """A launcher run with its first tensor's GPU as the current device: Triton launches on
+    the current device, so tensors on another GPU (a model on cuda:1 while cuda:0 is current)
+    would otherwise be handed to a kernel on the wrong one. No switch in the usual case."""
+
+    @functools.wraps(launch)
+    def launch_there(first: Tensor, *args, **kwargs) -> None:
+        if first.is_cuda and first.device.index != torch.cuda.current_device():
+            with torch.cuda.device(first.device):
+                return launch(first, *args, **kwargs)
+        return launch(first, *args, **kwargs)
+
+    return launch_there  # type: ignore[return-value]
 
 
 def per_sample(value: float | Tensor, n: int, device: torch.device) -> Tensor:

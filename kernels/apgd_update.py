@@ -26,6 +26,7 @@ from ._utils import (
     check_batch,
     check_kernel_layout,
     like_layout,
+    on_tensors_device,
     per_sample,
     reduce_launch,
     use_triton,
@@ -139,6 +140,7 @@ if triton is not None:
         tl.store(xadv_ptr + idx, v.to(xadv_ptr.dtype.element_ty), mask=mask)
 
 
+@on_tensors_device
 def apgd_update_triton(
     x_adv: Tensor,
     x_prev: Tensor,

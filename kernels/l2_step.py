@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ._utils import (
     Backend,
+    on_tensors_device,
     per_sample,
     reduce_launch,
     run_step,
@@ -112,6 +113,7 @@ if triton is not None:
         tl.store(out_ptr + idx, v.to(out_ptr.dtype.element_ty), mask=mask)
 
 
+@on_tensors_device
 def l2_step_triton(
     x_adv: Tensor, grad: Tensor, x: Tensor, eps: Tensor, alpha: Tensor, out: Tensor
 ) -> None:

@@ -13,6 +13,7 @@ from torch import Tensor
 from ._utils import (
     Backend,
     flat_launch,
+    on_tensors_device,
     run_step,
     view_per_sample,
 )
@@ -52,6 +53,7 @@ if triton is not None:
         tl.store(out_ptr + idx, v.to(out_ptr.dtype.element_ty), mask=mask)
 
 
+@on_tensors_device
 def linf_step_triton(
     x_adv: Tensor, grad: Tensor, x: Tensor, eps: Tensor, alpha: Tensor, out: Tensor
 ) -> None:

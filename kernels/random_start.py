@@ -30,6 +30,7 @@ from ._utils import (
     batch_major,
     check_batch,
     flat_launch,
+    on_tensors_device,
     per_sample,
     use_triton,
     view_per_sample,
@@ -156,6 +157,7 @@ if triton is not None:
         _l2_quarter(x_ptr, out_ptr, base, offs + 3 * QUARTER, per_sample_numel, scale, v3)
 
 
+@on_tensors_device
 def random_start_triton(x: Tensor, eps: Tensor, seed: Tensor, out: Tensor, norm: str) -> None:
     """Launch the kernel(s). x, out: same shape and strides, batch-major; eps: float32 (N,);
     seed: int64 (1,) on x's device."""
