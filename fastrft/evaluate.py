@@ -294,13 +294,13 @@ def evaluate_checkpoint(
     from fastrft.config import load_config
     from fastrft.data import build_loaders
     from fastrft.engine.checkpoint import load_checkpoint
+    from fastrft.engine.distributed import Dist
+    from fastrft.engine.trainer import pick_device
     from fastrft.models import build_model
 
     state = load_checkpoint(path)
     cfg = load_config([], overrides, base=yaml.safe_load(state["config"]))
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-    )
+    device = pick_device(cfg.device, Dist())  # as training picks it, and checks it
     model = build_model(cfg.model.name, state["num_classes"], img_size=cfg.data.img_size)
     model.load_state_dict(state["model"])
     model.to(device).eval()

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from fastrft.cli import main
 from tests.engine.test_train import TINY
@@ -48,6 +49,11 @@ def test_eval_with_autoattack(run_dir, tmp_path):
         (["/no/such/run"], "not found"),
         (["RUN", "--eps-max", "x"], "expected a number or a fraction"),
         (["RUN", "data.source=npz"], "data.root: is required"),
+        pytest.param(
+            ["RUN", "device=cuda"],
+            "device: CUDA was asked for but no GPU is visible",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU"),
+        ),
     ],
 )
 def test_bad_input(run_dir, args, message):
