@@ -294,8 +294,8 @@ def evaluate_checkpoint(
     from fastrft.config import load_config
     from fastrft.data import build_loaders
     from fastrft.engine.checkpoint import load_checkpoint
+    from fastrft.engine.devices import pick_device
     from fastrft.engine.distributed import Dist
-    from fastrft.engine.trainer import pick_device
     from fastrft.models import build_model
 
     state = load_checkpoint(path)

@@ -28,6 +28,7 @@ from rich.console import Console
 
 from fastrft.cli import fraction_arg
 from fastrft.config import AttackConfig, ConfigError
+from fastrft.engine.devices import make_current
 from fastrft.engine.graphs import CaptureFailed
 
 from .environment import environment
@@ -193,13 +194,7 @@ def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: this machine has no CUDA GPU; use --device cpu")
-    if device.type == "cuda" and device.index is not None:
-        if device.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s)"
-            )
-        # CUDA events, streams and fastrft's kernels use the current device
-        torch.cuda.set_device(device)
+    make_current(device, "--device")
     return device
 
 

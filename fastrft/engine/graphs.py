@@ -98,10 +98,11 @@ class CapturedCall:
             if isinstance(e, torch.cuda.OutOfMemoryError):
                 raise
             raise CaptureFailed(_first_line(e)) from e
-        torch.cuda.current_stream().wait_stream(stream)
+        caller.wait_stream(stream)
 
     def fits(self, *inputs: Tensor) -> bool:
-        return all(
+        """Whether ``inputs`` (as many, of the same shapes, strides and dtypes) can replay."""
+        return len(inputs) == len(self.inputs) and all(
             a.shape == b.shape and a.stride() == b.stride() and a.dtype == b.dtype
             for a, b in zip(inputs, self.inputs, strict=True)
         )

@@ -32,35 +32,14 @@ from fastrft.schedules import make_schedule
 
 from .attacker import Attacker
 from .checkpoint import Checkpointer, rng_state, set_rng_state
-from .distributed import Dist, all_reduce_sum, close_distributed, init_distributed
+from .devices import pick_device
+from .distributed import all_reduce_sum, close_distributed, init_distributed
 from .graphs import CapturedCall, CaptureFailed
 from .log import MetricsLog, progress_bar
 from .speed import resolve_speed
 from .step import capture_step, robust_step
 
 CHECK_EVERY = 20  # steps between host syncs (progress, the finite-loss check)
-
-
-def pick_device(name: str, d: Dist) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("device: CUDA was asked for but no GPU is visible; set device=cpu")
-    if name.startswith("cuda:") and d.enabled:
-        raise ConfigError(
-            f"device: {name} under torchrun: each process takes its own GPU; set device=cuda"
-        )
-    if name == "cuda" and d.enabled:
-        name = f"cuda:{d.local_rank}"
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is not None:
-        if device.index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"device: {name}, but {torch.cuda.device_count()} GPU(s) are visible "
-                "(CUDA_VISIBLE_DEVICES renumbers them from 0)"
-            )
-        torch.cuda.set_device(device)  # kernels, streams and graphs follow the current device
-    return device
 
 
 class Trainer:
@@ -143,7 +122,7 @@ class Trainer:
         self.train_step = robust_step(
             self.net, self.objective, self.optimizer, self.speed.autocast, self.attacker.run
         )
-        self._captured: tuple[bool, CapturedCall | None] = (False, None)  # (attacks, graph)
+        self._graph: CapturedCall | None = None  # the captured step (speed.graph_step)
         self.checkpointer = Checkpointer(self.run_dir / "checkpoints")
         self.history: list[dict[str, Any]] = []
         self.log = MetricsLog(self.run_dir) if self.dist.main else None
@@ -336,13 +315,10 @@ class Trainer:
         step."""
         attacked = self.objective.attacks and eps > 0
         inputs = (x, y, torch.full((len(y),), eps, device=x.device)) if attacked else (x, y)
-        kind, graph = self._captured
-        if graph is None or kind != attacked or not graph.fits(*inputs):
-            self._captured = (attacked, None)
-            del graph  # the old graph's memory goes back before the new capture
-            graph = self._capture(inputs)
-            self._captured = (attacked, graph)
-        out = graph(*inputs)
+        if self._graph is None or not self._graph.fits(*inputs):
+            self._graph = None  # the old graph's memory goes back before the new capture
+            self._graph = self._capture(inputs)
+        out = self._graph(*inputs)
         self.lr_schedule.step()  # fills the learning-rate tensors the graph reads, in place
         return out
 
@@ -473,14 +449,10 @@ def _summary(r: dict[str, Any]) -> str:
 def _check_graph_step(distributed: bool, accumulate: int, amp: torch.dtype | None) -> None:
     """A whole-step graph holds no host decisions: no DDP reducer, no accumulation, no fp16
     loss scaling (whose skipped steps are decided on the host)."""
-    why = (
-        "it runs in one process (not under torchrun)"
-        if distributed
-        else "it needs optim.accumulate=1"
-        if accumulate != 1
-        else "fp16 loss scaling cannot be captured; use speed.amp=bf16"
-        if amp == torch.float16
-        else None
-    )
-    if why:
-        raise ConfigError(f"speed.graph_step: {why}; or set speed.graph_step=false")
+    for refused, why in (
+        (distributed, "it runs in one process (not under torchrun)"),
+        (accumulate != 1, "it needs optim.accumulate=1"),
+        (amp == torch.float16, "fp16 loss scaling cannot be captured; use speed.amp=bf16"),
+    ):
+        if refused:
+            raise ConfigError(f"speed.graph_step: {why}; or set speed.graph_step=false")

@@ -15,8 +15,8 @@ from fastrft.cli import main
 from fastrft.config import ConfigError, load_config
 from fastrft.engine import Trainer, TrainingDiverged
 from fastrft.engine.checkpoint import load_checkpoint
+from fastrft.engine.devices import pick_device
 from fastrft.engine.distributed import Dist
-from fastrft.engine.trainer import pick_device
 from tests.helpers import torchrun
 
 TINY = [
