@@ -278,7 +278,7 @@ class Trainer:
                         rate=f"{images / (time.perf_counter() - start):.0f}",
                     )
         seconds = time.perf_counter() - start
-        totals[2] = images
+        totals[2].fill_(images)  # a scalar argument: no tensor made from Python data
         all_reduce_sum(totals, self.dist)
         loss_sum, correct, n = totals.tolist()
         return {

@@ -135,16 +135,19 @@ def test_resume_after_sigkill_gives_the_same_result(tmp_path):
         check=True,
         capture_output=True,
     )
-    cut = tmp_path / "cut"
+    cut, paused = tmp_path / "cut", tmp_path / "paused"
     cmd = [sys.executable, "-m", "fastrft", "train", "--no-progress", *args, f"out_dir={cut}"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (cut / "checkpoints" / "last.pt").exists() and time.time() < deadline:
+    # the same command, stopped after the first checkpoint and one more step: the kill
+    # lands mid-epoch whatever the machine's speed
+    driver = [sys.executable, "-m", "tests.engine.paused_train", str(paused), *cmd[4:]]
+    proc = subprocess.Popen(driver, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while not paused.exists() and proc.poll() is None:
         time.sleep(0.05)
-    time.sleep(0.3)  # into the next epoch
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (cut / "results.json").exists(), "the run finished before it was killed"
+    _, err = proc.communicate()
+    assert paused.exists(), f"the paused run ended before its pause: {err.decode()[-2000:]}"
+    assert load_checkpoint(cut / "checkpoints" / "last.pt")["epoch"] == 0
+    assert not (cut / "results.json").exists()
     subprocess.run(cmd, check=True, capture_output=True)
     a = json.loads((whole / "results.json").read_text())
     b = json.loads((cut / "results.json").read_text())
