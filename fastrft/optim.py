@@ -3,6 +3,10 @@
 Backbone and head get their own learning rate and weight decay (a fresh head on a pretrained
 backbone often wants a larger learning rate); biases and norm parameters get no decay
 (``fastrft.models.split_parameters``). Betas (0.9, 0.95) as in the authors' code.
+
+Gradient accumulation: an epoch's micro-batches fall into groups of ``accumulate``, the last
+one short where they do not divide evenly; every group, short or not, makes one optimizer
+step (``updates_per_epoch``, ``group_size``).
 """
 
 from __future__ import annotations
@@ -93,6 +97,18 @@ def _lr_on_device(
         )
     device = next(iter(devices))
     return lambda value: torch.tensor(float(value), device=device)
+
+
+def updates_per_epoch(micro_batches: int, accumulate: int) -> int:
+    """Optimizer steps in an epoch of ``micro_batches``: one per group of ``accumulate``,
+    the short last group included."""
+    return -(-micro_batches // accumulate)
+
+
+def group_size(step: int, micro_batches: int, accumulate: int) -> int:
+    """Micro-batches in the accumulation group that micro-batch ``step`` (from 0) belongs
+    to: ``accumulate``, or fewer in an epoch's short last group."""
+    return min(accumulate, micro_batches - step // accumulate * accumulate)
 
 
 def cosine_with_warmup(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -121,6 +122,17 @@ def assert_same_trajectory(a: Tensor, b: Tensor, norm: str, what: str = "attack"
     worst = (a.double() - b.double()).flatten(1).abs().amax(1)
     agree = (worst <= 1e-4).double().mean().item()
     assert agree >= 0.95, f"{what}: {agree:.1%} of samples agree within 1e-4, want >= 95%"
+
+
+def expected_lr(base: float, step: int, total: int, warmup: int, min_ratio: float) -> float:
+    """fastrft.optim.cosine_with_warmup written out: the lr after ``step`` optimizer steps,
+    linear warm-up from 0, then a half cosine to min_ratio * base, flat after ``total``."""
+    if step < warmup:
+        return base * step / warmup
+    if step >= total:
+        return base * min_ratio
+    t = (step - warmup) / (total - warmup)
+    return base * (min_ratio + (1 - min_ratio) * (1 + math.cos(math.pi * t)) / 2)
 
 
 def torchrun(*args: str, port: int, nproc: int = 2) -> subprocess.CompletedProcess[str]:

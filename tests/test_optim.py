@@ -1,31 +1,20 @@
 """build_optimizer's groups and settings; cosine_with_warmup against its closed form, through a
 checkpoint and back; argument errors."""
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from fastrft.models import build_model
-from fastrft.optim import build_optimizer, cosine_with_warmup
+from fastrft.optim import build_optimizer, cosine_with_warmup, group_size, updates_per_epoch
 from fastrft.toy import toy_images
+from tests.helpers import expected_lr
 
 ALL_GROUPS = ["backbone_decay", "backbone_no_decay", "head_decay", "head_no_decay"]
 
 
 def _model(name="tiny_cnn"):
     return build_model(name, 4, img_size=32)
-
-
-def _expected_lr(base, step, total, warmup, min_ratio):
-    """The schedule written out: linear warm-up from 0, half cosine to min_ratio * base."""
-    if step < warmup:
-        return base * step / warmup
-    if step >= total:
-        return base * min_ratio
-    t = (step - warmup) / (total - warmup)
-    return base * (min_ratio + (1 - min_ratio) * (1 + math.cos(math.pi * t)) / 2)
 
 
 def _lrs(opt):
@@ -104,7 +93,7 @@ def test_lr_follows_the_closed_form_at_every_step(total, warmup, min_ratio):
     seen = _train(model, opt, total + 3, sched)
     bases = [1e-3, 1e-3, 1e-2, 1e-2]
     for step, lrs in enumerate(seen):
-        want = [_expected_lr(b, step, total, warmup, min_ratio) for b in bases]
+        want = [expected_lr(b, step, total, warmup, min_ratio) for b in bases]
         assert lrs == pytest.approx(want, rel=1e-12, abs=1e-15), f"step {step}"
     if warmup < total:
         assert seen[warmup] == pytest.approx(bases), "peak lr right after the warm-up"
@@ -136,6 +125,17 @@ def test_checkpoint_resumes_the_same_run():
     assert resumed == straight
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, final[k], rtol=0, atol=0, msg=f"{k} after resuming")
+
+
+@pytest.mark.parametrize(
+    "micro_batches, accumulate, sizes",
+    [(7, 3, [3, 3, 1]), (6, 3, [3, 3]), (5, 1, [1] * 5), (2, 16, [2]), (16, 16, [16])],
+)
+def test_accumulation_groups_and_updates_per_epoch(micro_batches, accumulate, sizes):
+    """Every group makes an update, the last one too where it is short."""
+    assert updates_per_epoch(micro_batches, accumulate) == len(sizes)
+    each = [group_size(step, micro_batches, accumulate) for step in range(micro_batches)]
+    assert each == [n for n in sizes for _ in range(n)], "the group each micro-batch is in"
 
 
 @pytest.mark.parametrize(
@@ -178,7 +178,7 @@ def test_capturable_lrs_are_cuda_tensors_the_schedule_updates_in_place():
     sched = cosine_with_warmup(opt, total_steps=4, warmup_steps=2)
     x, y = (t.cuda() for t in toy_images(16, classes=4, size=16))
     for step in range(5):
-        want = [_expected_lr(b, step, 4, 2, 0.0) for b in (1e-3, 1e-3, 1e-2, 1e-2)]
+        want = [expected_lr(b, step, 4, 2, 0.0) for b in (1e-3, 1e-3, 1e-2, 1e-2)]
         assert _lrs(opt) == pytest.approx(want, rel=1e-6), f"step {step}"
         assert all(g["lr"] is lr for g, lr in zip(opt.param_groups, lrs, strict=True))
         opt.zero_grad(set_to_none=True)

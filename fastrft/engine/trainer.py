@@ -27,7 +27,7 @@ from fastrft.errors import TrainingDiverged
 from fastrft.evaluate import accuracy_curve, delay_time, eps_grid, expected_robustness
 from fastrft.models import build_model
 from fastrft.objectives import make_objective
-from fastrft.optim import build_optimizer, cosine_with_warmup
+from fastrft.optim import build_optimizer, cosine_with_warmup, group_size, updates_per_epoch
 from fastrft.schedules import make_schedule
 
 from .attacker import Attacker
@@ -96,11 +96,12 @@ class Trainer:
             betas=o.betas,
             capturable=self.speed.graph_step,
         )
-        updates = cfg.epochs * max(len(self.train_loader) // o.accumulate, 1)
+        per_epoch = updates_per_epoch(len(self.train_loader), o.accumulate)
+        updates = cfg.epochs * per_epoch
         self.lr_schedule = cosine_with_warmup(
             self.optimizer,
             total_steps=updates,
-            warmup_steps=min(updates, round(o.warmup_epochs * updates / cfg.epochs)),
+            warmup_steps=min(updates, round(o.warmup_epochs * per_epoch)),
             min_lr_ratio=o.min_lr_ratio,
         )
         self.scaler = torch.amp.GradScaler(
@@ -260,8 +261,9 @@ class Trainer:
                 if self.speed.graph_step:
                     loss, logits = self._graphed_step(x, y, eps)
                 else:
+                    group = group_size(step, steps, acc_every)
                     update = (step + 1) % acc_every == 0 or step + 1 == steps
-                    loss, logits = self._eager_step(x, y, eps, update)
+                    loss, logits = self._eager_step(x, y, eps, group, update)
                 totals[:2] += torch.stack(
                     [loss.detach().float() * len(y), (logits.argmax(1) == y).sum().float()]
                 )
@@ -299,11 +301,14 @@ class Trainer:
             return None
         return self.attacker(x, self.objective.attack_target(self.net, x, y), eps)
 
-    def _eager_step(self, x: Tensor, y: Tensor, eps: float, update: bool) -> tuple[Tensor, Tensor]:
+    def _eager_step(
+        self, x: Tensor, y: Tensor, eps: float, group: int, update: bool
+    ) -> tuple[Tensor, Tensor]:
         """Attack (its own graph where speed.cuda_graphs), forward and backward through DDP
-        when distributed, and the optimizer step when ``update`` (gradient accumulation)."""
+        when distributed, and the optimizer step when ``update``: the last of the ``group``
+        micro-batches whose gradients accumulate."""
         x_adv = self._adversarial(x, y, eps)
-        loss, logits = self._forward_backward(x, y, x_adv, sync=update)
+        loss, logits = self._forward_backward(x, y, x_adv, group, sync=update)
         if update:
             self._update()
         return loss, logits
@@ -335,13 +340,16 @@ class Trainer:
             ) from e
 
     def _forward_backward(
-        self, x: Tensor, y: Tensor, x_adv: Tensor | None, sync: bool
+        self, x: Tensor, y: Tensor, x_adv: Tensor | None, group: int, sync: bool
     ) -> tuple[Tensor, Tensor]:
+        """The loss's gradient divided by the ``group``'s micro-batch count, so that the
+        group's accumulated gradient is the mean over its images (training batches all have
+        the same size, drop_last), in a short last group too."""
         no_sync = self.dist.enabled and not sync
         with self.train_net.no_sync() if no_sync else nullcontext():
             with self.speed.autocast():
                 loss, logits = self.objective.loss(self.train_net, x, y, x_adv)
-            self.scaler.scale(loss / self.cfg.optim.accumulate).backward()
+            self.scaler.scale(loss / group).backward()
         return loss, logits
 
     def _update(self) -> None:

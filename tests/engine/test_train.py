@@ -1,6 +1,7 @@
 """`fastrft train` end to end on a tiny model and generated data: objectives, schedules,
 the compiled path, resume after SIGKILL, DDP with 2 gloo processes, bad configs."""
 
+import copy
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import time
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from fastrft.cli import main
 from fastrft.config import ConfigError, load_config
@@ -17,7 +19,7 @@ from fastrft.engine import Trainer, TrainingDiverged
 from fastrft.engine.checkpoint import load_checkpoint
 from fastrft.engine.devices import pick_device
 from fastrft.engine.distributed import Dist
-from tests.helpers import torchrun
+from tests.helpers import assert_close, expected_lr, torchrun
 
 TINY = [
     "epochs=3",
@@ -43,6 +45,11 @@ def _train(tmp_path, *extra, name="run"):
 
 def _records(out):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _trainer(tmp_path, *extra):
+    cfg = load_config([], [*TINY, f"out_dir={tmp_path / 'run'}", *extra])
+    return Trainer(cfg, progress=False)
 
 
 @pytest.mark.parametrize("objective", ["standard", "madry", "trades"])
@@ -103,6 +110,66 @@ def test_eps_zero_epochs_run_no_attack(tmp_path, monkeypatch):
     _train(tmp_path, "schedule.name=hinge")
     assert calls and min(calls) > 0  # epochs 0 and 1 have eps = 0: never attacked
     assert len(calls) == 192 // 32  # only epoch 2's six steps
+
+
+def test_accumulation_plans_the_lr_over_every_update_it_makes(tmp_path):
+    """7 micro-batches, accumulate 3: groups of 3, 3 and 1, each an update, so 3 per epoch;
+    the cosine is planned over those, and no update runs past its end (at lr 0)."""
+    trainer = _trainer(
+        tmp_path,
+        "data.toy_samples=224",  # 7 batches of 32
+        "optim.accumulate=3",
+        "epochs=2",
+        "optim.warmup_epochs=1",
+        "objective.name=standard",
+        "eval.adv_samples=0",
+    )
+    seen = []
+    trainer.optimizer.register_step_pre_hook(
+        lambda opt, args, kwargs: seen.append(float(opt.param_groups[0]["lr"]))
+    )
+    trainer.fit()
+    assert len(trainer.train_loader) == 7
+    assert seen == pytest.approx([expected_lr(3e-3, k, 6, 3, 0.0) for k in range(6)])
+    assert seen[-1] > 0, "the last update is the cosine's last planned point"
+
+
+def test_each_update_takes_the_mean_gradient_over_its_groups_images(tmp_path, monkeypatch):
+    """The accumulated gradient equals the gradient of the mean loss over the group's images
+    in one batch, the short last group included (a ViT: no batch norm, so one batch and
+    several micro-batches give the same gradient)."""
+    trainer = _trainer(
+        tmp_path,
+        "model.name=test_vit",
+        "data.img_size=16",
+        "data.toy_samples=28",
+        "data.batch_size=4",  # 7 micro-batches
+        "optim.accumulate=3",
+        "objective.name=standard",
+    )
+    batches, updates = [], []
+    loss = trainer.objective.loss
+
+    def recorded(model, x, y, x_adv):
+        batches.append((x.clone(), y.clone()))
+        return loss(model, x, y, x_adv)
+
+    def one_batch_gradients(opt, args, kwargs):
+        ref = copy.deepcopy(trainer.model)  # the parameters the group's gradients were taken at
+        ref.zero_grad(set_to_none=True)
+        x, y = (torch.cat(t) for t in zip(*batches, strict=True))
+        F.cross_entropy(ref(x), y).backward()
+        got = [(n, p.grad.clone()) for n, p in trainer.model.named_parameters()]
+        updates.append((len(batches), got, [q.grad for q in ref.parameters()]))
+        batches.clear()
+
+    monkeypatch.setattr(trainer.objective, "loss", recorded)
+    trainer.optimizer.register_step_pre_hook(one_batch_gradients)
+    trainer._train_epoch(0)
+    assert [size for size, _, _ in updates] == [3, 3, 1]
+    for k, (_, got, want) in enumerate(updates):
+        for (name, g), w in zip(got, want, strict=True):
+            assert_close(g, w, atol=1e-6, rtol=1e-4, what=f"update {k}: {name}.grad")
 
 
 @pytest.mark.slow
