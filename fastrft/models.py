@@ -18,6 +18,7 @@ import sys
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import timm
@@ -364,17 +365,39 @@ def _check_fit(state: dict[str, Tensor], model: Normalized, path: Path) -> None:
 
 def split_parameters(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     """Trainable parameters in four groups, keyed by ``PARAM_GROUPS``: head (the classifier
-    from ``model.get_classifier()``) or backbone, crossed with decay or not. Biases and norm
-    parameters (ndim <= 1) get no weight decay, as in timm and the paper's code."""
+    from ``model.get_classifier()``) or backbone, crossed with decay or not. No weight decay,
+    as in timm's optimizer factory and the paper's code, on biases and norm parameters
+    (1-d) and on what the backbone lists in ``no_weight_decay()`` (ViT's position embedding
+    and class token, Swin's relative position tables: shrinking them toward 0 is no
+    regularisation)."""
     if not hasattr(model, "get_classifier"):
         raise ValueError(
             f"{type(model).__name__} has no get_classifier(): use build_model, a timm model, "
             "or Normalized(..., head_name=NAME)"
         )
     head = {id(p) for p in model.get_classifier().parameters()}
+    exempt = _no_weight_decay(model)
     groups: dict[str, list[nn.Parameter]] = {key: [] for key in PARAM_GROUPS}
-    for p in model.parameters():
+    for name, p in model.named_parameters():
         if p.requires_grad:
             part = "head" if id(p) in head else "backbone"
-            groups[f"{part}_{'decay' if p.ndim > 1 else 'no_decay'}"].append(p)
+            decay = p.ndim > 1 and not name.endswith(".bias") and name not in exempt
+            groups[f"{part}_{'decay' if decay else 'no_decay'}"].append(p)
     return groups
+
+
+def _no_weight_decay(model: nn.Module) -> set[str]:
+    """Names of the parameters that any submodule lists in its ``no_weight_decay()`` (timm's
+    convention), as ``model`` names them: a listed name is relative to its module (the
+    wrapper adds "backbone."), and may be an fnmatch pattern ("pos_embed.*", matched as
+    timm does) or a module's name, which covers that module's parameters."""
+    names = [n for n, _ in model.named_parameters()]
+    exempt: set[str] = set()
+    for prefix, module in model.named_modules():
+        listed = getattr(module, "no_weight_decay", None)
+        if not callable(listed):
+            continue
+        for entry in listed():
+            full = f"{prefix}.{entry}" if prefix else entry
+            exempt.update(n for n in names if fnmatchcase(n, full) or n.startswith(f"{full}."))
+    return exempt

@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+from timm.optim import param_groups_weight_decay
 
 from fastrft import models
 from fastrft.models import (
@@ -274,9 +275,67 @@ def test_split_parameters_partitions_trainable_parameters(name):
     assert set(ids) == trainable
     head = {id(p) for p in model.get_classifier().parameters()}
     assert {id(p) for p in groups["head_decay"] + groups["head_no_decay"]} == head
-    assert all(p.ndim <= 1 for g in ("backbone_no_decay", "head_no_decay") for p in groups[g])
     assert all(p.ndim > 1 for g in ("backbone_decay", "head_decay") for p in groups[g])
     assert groups["backbone_decay"] and groups["backbone_no_decay"]
+
+
+SMALL_SWIN = dict(embed_dim=24, depths=(1, 1), num_heads=(1, 2), window_size=4)
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, listed",
+    [
+        ("vit_tiny_patch16_224", {}, ["pos_embed", "cls_token"]),
+        (
+            "swin_tiny_patch4_window7_224",
+            SMALL_SWIN,
+            [f"layers.{i}.blocks.0.attn.relative_position_bias_table" for i in (0, 1)],
+        ),
+    ],
+)
+def test_split_parameters_spares_what_timm_lists_in_no_weight_decay(name, kwargs, listed):
+    """Position embeddings, class tokens and relative position tables are no weights to shrink:
+    the backbone lists them in no_weight_decay(), by names the wrapper prefixes."""
+    model = build_model(name, 4, img_size=32, **kwargs)
+    params = dict(model.named_parameters())
+    exempt = {f"backbone.{n}" for n in listed}
+    assert all(params[n].ndim > 1 for n in exempt), "listed, not spared for being 1-d"
+    names = {id(p): n for n, p in params.items()}
+    groups = split_parameters(model)
+    no_decay = {names[id(p)] for g in ("backbone_no_decay", "head_no_decay") for p in groups[g]}
+    assert no_decay == exempt | {n for n, p in params.items() if p.ndim <= 1}
+    # the same split as timm's own optimizer helper on the bare backbone
+    timm_groups = param_groups_weight_decay(
+        model.backbone, 0.05, no_weight_decay_list=model.backbone.no_weight_decay()
+    )
+    timm_no_decay = {id(p) for g in timm_groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert {names[i] for i in timm_no_decay} == no_decay
+
+
+class _Listing(torch.nn.Module):
+    """A backbone whose no_weight_decay() holds a pattern ("pos.*") and a module ("table")."""
+
+    def __init__(self):
+        super().__init__()
+        self.pos, self.table, self.body = (torch.nn.Linear(3, 3) for _ in range(3))
+        self.head = torch.nn.Linear(3, 2)
+
+    def no_weight_decay(self):
+        return {"pos.*", "table"}
+
+    def forward(self, x):
+        return self.head(self.body(self.table(self.pos(x))))
+
+
+def test_no_weight_decay_names_may_be_patterns_or_modules():
+    model = Normalized(_Listing(), (0.0,), (1.0,), head_name="head")
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = {k: {names[id(p)] for p in ps} for k, ps in split_parameters(model).items()}
+    assert groups["backbone_decay"] == {"backbone.body.weight"}
+    assert groups["backbone_no_decay"] == {
+        f"backbone.{m}.{p}" for m in ("pos", "table", "body") for p in ("weight", "bias")
+    } - {"backbone.body.weight"}
+    assert groups["head_decay"] == {"backbone.head.weight"}
 
 
 def test_split_parameters_needs_a_classifier():
