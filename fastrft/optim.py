@@ -3,7 +3,8 @@
 Backbone and head get their own learning rate and weight decay (a fresh head on a pretrained
 backbone often wants a larger learning rate); biases, norm parameters and what a timm
 backbone lists in ``no_weight_decay()`` (position embeddings, class tokens, relative position
-tables) get no decay (``fastrft.models.split_parameters``). Betas (0.9, 0.95) as in the authors' code.
+tables) get no decay (``fastrft.models.split_parameters``). Betas (0.9, 0.95) as in the
+authors' code.
 
 Gradient accumulation: an epoch's micro-batches fall into groups of ``accumulate``, the last
 one short where they do not divide evenly; every group, short or not, makes one optimizer
