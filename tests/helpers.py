@@ -135,8 +135,11 @@ def expected_lr(base: float, step: int, total: int, warmup: int, min_ratio: floa
     return base * (min_ratio + (1 - min_ratio) * (1 + math.cos(math.pi * t)) / 2)
 
 
-def torchrun(*args: str, port: int, nproc: int = 2) -> subprocess.CompletedProcess[str]:
-    """``python -m torch.distributed.run`` with ``nproc`` local processes (gloo on a CPU)."""
+def torchrun(
+    *args: str, port: int, nproc: int = 2, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """``python -m torch.distributed.run`` with ``nproc`` local processes (gloo on a CPU),
+    killed after ``timeout`` seconds (a safety net, never a measure of success)."""
     return subprocess.run(
         [
             sys.executable,
@@ -150,5 +153,5 @@ def torchrun(*args: str, port: int, nproc: int = 2) -> subprocess.CompletedProce
         ],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
     )

@@ -31,8 +31,8 @@ Order and sharding:
   ``DistributedSampler`` (``shuffle=True, seed=seed, drop_last=False``; epoch from
   ``set_epoch``), reading rank and world size from ``torch.distributed``, which must be
   initialised (tested with two gloo processes under torchrun: disjoint shards per epoch).
-  Unlike the in-memory loader it pads the last shard with repeated samples; evaluation
-  loaders in fastrft are not sharded.
+  It pads the shards with repeated samples to equal lengths, as the in-memory loader does, so
+  every rank makes as many steps; evaluation loaders in fastrft are not sharded.
 - Evaluation: ``OrderOption.SEQUENTIAL``, ``drop_last=False``: every image once, in order.
 """
 

@@ -2,7 +2,10 @@
 
 For small sets (and machines without FFCV): no worker processes, no host-to-device copies in
 the loop. Training batches are shuffled per epoch from (seed, epoch), have a static shape
-(drop_last, so CUDA graphs can replay) and are sharded across DDP ranks.
+(drop_last, so CUDA graphs can replay) and are sharded across DDP ranks as the FFCV loader
+shards them (torch's DistributedSampler with drop_last=False): the epoch's order is padded by
+wrapping around to ceil(n / world_size) images per rank, so every rank makes the same number
+of steps (DDP's collectives wait for all ranks) and every image is in some rank's shard.
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ class InMemoryLoader:
             order = torch.randperm(n, generator=g)
         else:
             order = torch.arange(n)
+        padded = -(-n // self.world_size) * self.world_size
+        order = order.repeat(-(-padded // max(n, 1)))[:padded]  # wraps, as DistributedSampler
         return order[self.rank :: self.world_size]
 
     def __len__(self) -> int:

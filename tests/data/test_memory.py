@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DistributedSampler
 
 from fastrft.config import DataConfig
 from fastrft.data import Augment, InMemoryLoader, load_dataset
@@ -54,6 +55,30 @@ def test_ranks_shard_disjointly():
         )
         seen.append(torch.cat([y for _, y in loader]))
     assert set(seen[0].tolist()).isdisjoint(seen[1].tolist())
+
+
+@pytest.mark.parametrize(
+    "n, world_size, batch", [(6655, 4, 64), (191, 2, 32), (10, 4, 1), (3, 4, 1), (40, 2, 4)]
+)
+def test_every_rank_gets_a_shard_of_the_same_length(n, world_size, batch):
+    """As torch's DistributedSampler (the FFCV loader's sharding): the epoch's order padded
+    by wrapping around to ceil(n / world_size) per rank, so every rank makes as many steps
+    (n = 6655 on 4 ranks used to give 26, 26, 26 and 25 batches of 64, and DDP hung)."""
+    images, cpu = torch.zeros(n, 1, 1, 1, dtype=torch.uint8), torch.device("cpu")
+
+    def shard(rank, world_size):
+        return InMemoryLoader(
+            images, torch.arange(n), batch, train=True, device=cpu, rank=rank, world_size=world_size
+        )
+
+    shards = [shard(rank, world_size) for rank in range(world_size)]
+    per_rank = -(-n // world_size)
+    assert [s.num_samples for s in shards] == [per_rank] * world_size
+    assert [len(s) for s in shards] == [per_rank // batch] * world_size
+    order = shard(0, 1)._indices()  # the epoch's whole order
+    for rank, s in enumerate(shards):
+        sampler = DistributedSampler(range(n), world_size, rank, shuffle=False)
+        assert torch.equal(s._indices(), order[list(sampler)]), f"rank {rank}"
 
 
 def test_channels_last_and_errors():

@@ -278,6 +278,28 @@ def test_ddp_with_two_gloo_processes(tmp_path):
     assert torch.tensor([r["train_acc"] for r in records]).isfinite().all()
 
 
+@pytest.mark.slow
+def test_ddp_ranks_make_as_many_steps_where_the_images_split_unevenly(tmp_path):
+    """191 training images on 2 ranks: shards of 96 and 95 images used to make 3 and 2
+    batches of 32, and the ranks then waited on each other's collectives for ever. The
+    timeout is only a safety net."""
+    out = tmp_path / "ddp"
+    args = [*TINY, "epochs=2", "data.toy_samples=191", f"out_dir={out}"]
+    run = torchrun(
+        "-m",
+        "tests.engine.counted_train",
+        str(tmp_path),
+        "--no-progress",
+        *args,
+        port=29532,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    counts = [json.loads((tmp_path / f"steps.{rank}.json").read_text()) for rank in (0, 1)]
+    assert counts == [[3, 3], [3, 3]]
+    assert [r["epoch"] for r in _records(out)] == [0, 1]
+
+
 def test_an_explicit_gpu_must_exist_and_is_not_for_torchrun(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
