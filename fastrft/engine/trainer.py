@@ -146,7 +146,7 @@ class Trainer:
                     self.log.write(record)
                 self._save(epoch)
                 if self.dist.main:
-                    self.console.print(_summary(record))
+                    self.console.print(_summary(record, self.cfg.attack.eps))
                 if on_epoch is not None:
                     on_epoch(record)
             return self._final_evaluation()
@@ -243,6 +243,10 @@ class Trainer:
     # -- one epoch -----------------------------------------------------------------------
 
     def _eps(self, epoch: int, step: int) -> float:
+        """The budget the training attack uses: the schedule's, or 0 for an objective that
+        never attacks (what a run trained at is what it logs)."""
+        if not self.objective.attacks:
+            return 0.0
         return self.schedule(epoch, step) if self.cfg.schedule.per_step else self.schedule(epoch)
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
@@ -445,8 +449,10 @@ class Trainer:
         return results
 
 
-def _summary(r: dict[str, Any]) -> str:
-    adv = f" adv {r['val_adv_acc']:.3f}" if "val_adv_acc" in r else ""
+def _summary(r: dict[str, Any], val_eps: float) -> str:
+    """The epoch line: ``eps`` is the budget training used, ``val_eps`` the one validation's
+    adversarial accuracy is measured at."""
+    adv = f" adv {r['val_adv_acc']:.3f} at {val_eps * 255:.2f}/255" if "val_adv_acc" in r else ""
     return (
         f"epoch {r['epoch']:>3}  eps {r['eps'] * 255:5.2f}/255  lr {r['lr']:.2e}  "
         f"train loss {r['train_loss']:.3f} acc {r['train_acc']:.3f}  val clean "

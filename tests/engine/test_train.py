@@ -2,8 +2,10 @@
 the compiled path, resume after SIGKILL, DDP with 2 gloo processes, bad configs."""
 
 import copy
+import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +14,7 @@ import time
 import pytest
 import torch
 import torch.nn.functional as F
+from rich.console import Console
 
 from fastrft.cli import main
 from fastrft.config import ConfigError, load_config
@@ -95,6 +98,24 @@ def test_each_epoch_uses_its_scheduled_eps(tmp_path, schedule, expected):
     extra = {"step": ["schedule.t1=1"], "linear": ["schedule.t2=2"]}.get(schedule, [])
     out = _train(tmp_path, f"schedule.name={schedule}", *extra)
     assert [round(r["eps"] * 255, 6) for r in _records(out)] == expected
+
+
+def test_a_run_without_attack_logs_eps_0_and_says_where_validation_attacks(tmp_path):
+    """Standard fine-tuning never attacks: whatever the schedule, its records and epoch lines
+    give the budget it trained at, 0; each epoch line says at which budget the validation's
+    adversarial accuracy is measured (attack.eps, every epoch)."""
+    printed = io.StringIO()
+    out = tmp_path / "run"
+    cfg = load_config(
+        [], [*TINY, "epochs=2", "objective.name=standard", "schedule.name=fix", f"out_dir={out}"]
+    )
+    Trainer(cfg, console=Console(file=printed, width=300), progress=False).fit()
+    assert [r["eps"] for r in _records(out)] == [0.0, 0.0]
+    lines = [line for line in printed.getvalue().splitlines() if line.startswith("epoch")]
+    assert len(lines) == 2
+    for line in lines:
+        assert re.search(r" eps +0\.00/255 ", line), line
+        assert re.search(r" adv 0\.\d{3} at 4\.00/255 ", line), line
 
 
 def test_eps_zero_epochs_run_no_attack(tmp_path, monkeypatch):
