@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
-from timm.optim import param_groups_weight_decay
+from timm.optim import create_optimizer_v2
 
 from fastrft import models
 from fastrft.models import (
@@ -304,10 +304,8 @@ def test_split_parameters_spares_what_timm_lists_in_no_weight_decay(name, kwargs
     groups = split_parameters(model)
     no_decay = {names[id(p)] for g in ("backbone_no_decay", "head_no_decay") for p in groups[g]}
     assert no_decay == exempt | {n for n, p in params.items() if p.ndim <= 1}
-    # the same split as timm's own optimizer helper on the bare backbone
-    timm_groups = param_groups_weight_decay(
-        model.backbone, 0.05, no_weight_decay_list=model.backbone.no_weight_decay()
-    )
+    # the same split as timm's own optimizer factory on the bare backbone
+    timm_groups = create_optimizer_v2(model.backbone, "adamw", weight_decay=0.05).param_groups
     timm_no_decay = {id(p) for g in timm_groups if g["weight_decay"] == 0 for p in g["params"]}
     assert {names[i] for i in timm_no_decay} == no_decay
 
