@@ -185,7 +185,9 @@ def test_clean_accuracy_in_eval_mode_restores_the_model(trained, spy):
 def test_robust_accuracy_matches_a_hand_written_attack(trained):
     model, x, y = trained
     x_adv = apgd(model, x, y, 4 / 255, steps=10, **EXACT)
-    expected = accuracy(model, x_adv, y)
+    with torch.no_grad():
+        robust = (model(x).argmax(1) == y) & (model(x_adv).argmax(1) == y)
+    expected = robust.double().mean().item()
     assert robust_accuracy(model, batches_of(x, y), 4 / 255, attack_kwargs=EXACT) == expected
     assert expected < accuracy(model, x, y) - 0.2, "the toy model is not robust"
 
@@ -242,7 +244,7 @@ class CountingAttack:
 
 @pytest.mark.parametrize(
     "max_batch, sizes",
-    [(None, [24, 24, 24]), (10, [10, 10, 4] * 3), (8, [8, 8, 8] * 3)],
+    [(None, [8, 8, 8] * 3), (24, [24, 24, 24]), (10, [10, 10, 4] * 3), (8, [8, 8, 8] * 3)],
 )
 def test_curve_attacks_each_batch_once_with_per_copy_budgets(
     trained, monkeypatch, max_batch, sizes
@@ -252,10 +254,98 @@ def test_curve_attacks_each_batch_once_with_per_copy_budgets(
     monkeypatch.setitem(evaluate.ATTACKS, "apgd", counting)
     grid = [0.0, 1 / 255, 3 / 255, 5 / 255]
     accuracy_curve(model, batches_of(x[:24], y[:24], 8), grid, max_batch=max_batch)
-    assert [n for n, _ in counting.calls] == sizes, "one call per batch, or per chunk"
+    assert [n for n, _ in counting.calls] == sizes, "a batch's copies, max_batch at a time"
     per_batch = torch.cat([eps for _, eps in counting.calls]).view(3, 24)
     expected = torch.tensor(grid[1:]).repeat_interleave(8)
     assert torch.equal(per_batch, expected.expand(3, -1)), "8 copies per budget, none at 0"
+
+
+def test_curve_attacks_no_more_copies_than_a_batch_by_default(trained, monkeypatch):
+    """Memory stays that of one evaluation batch however many budgets the grid has."""
+    model, x, y = trained
+    counting = CountingAttack()
+    monkeypatch.setitem(evaluate.ATTACKS, "apgd", counting)
+    accuracy_curve(model, batches_of(x[:40], y[:40], 16), eps_grid(16 / 255))
+    sizes = [n for n, _ in counting.calls]
+    assert max(sizes) <= 16 and sum(sizes) == 40 * 16, sizes
+
+
+class WrongOnClean(nn.Module):
+    """Gradient masking at its plainest: wrong on the clean images ``x[wrong]`` exactly, right
+    on any other point (the label of the nearest image of ``x``), with a zero input gradient."""
+
+    def __init__(self, x, y, wrong, classes=10):
+        super().__init__()
+        self.register_buffer("x", x.flatten(1))
+        self.register_buffer("y", y)
+        self.register_buffer("wrong", wrong)
+        self.classes = classes
+        self.w = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        dist = torch.cdist(
+            x.flatten(1).float(), self.x, compute_mode="donot_use_mm_for_euclid_dist"
+        )
+        nearest = dist.argmin(1)
+        exact = (dist.min(1).values == 0) & self.wrong[nearest]
+        label = torch.where(exact, (self.y[nearest] + 1) % self.classes, self.y[nearest])
+        # (x * w), not w * x.sum(): apgd cannot take the stride-0 gradient of a bare sum
+        return 10 * nn.functional.one_hot(label, self.classes).float() + (x * self.w).sum()
+
+
+def every_other(n):
+    """True at the even indices: the images a WrongOnClean gets wrong."""
+    return torch.arange(n) % 2 == 0
+
+
+@pytest.mark.parametrize("attack", ["apgd", "pgd"])
+def test_robust_only_if_correct_on_clean_too(trained, attack):
+    """A model wrong on x but right around it is not robust: no budget may score above the
+    clean accuracy of the same samples (AutoAttack's rule)."""
+    _, x, y = trained
+    x, y = x[:48], y[:48]
+    model = WrongOnClean(x, y, every_other(len(y)))  # wrong on the even images exactly
+    clean = clean_accuracy(model, [(x, y)])
+    assert clean == 0.5
+    curve = accuracy_curve(model, batches_of(x, y, 16), GRID[:5], attack=attack, steps=2, seed=0)
+    assert curve == [clean] * 5, f"accuracy under attack above clean accuracy: {curve}"
+    assert robust_accuracy(model, [(x, y)], 2 / 255, attack=attack, steps=2) <= clean
+
+
+def test_seeded_curve_is_the_same_every_time_and_leaves_torch_rng_alone(trained):
+    model, x, y = trained
+    batches = batches_of(x[:64], y[:64], 32)
+    grid = [0.0, 2 / 255, 4 / 255]
+    torch.manual_seed(1)
+    state = torch.get_rng_state()
+    first = accuracy_curve(model, batches, grid, steps=3, seed=7)
+    assert torch.equal(torch.get_rng_state(), state), "the caller's stream is left alone"
+    torch.manual_seed(2)  # another stream: the seed alone decides the random starts
+    assert accuracy_curve(model, batches, grid, steps=3, seed=7) == first
+
+
+class AutocastSpy(nn.Module):
+    """Wraps a model and records, at every forward, whether CPU autocast was on."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.autocast_seen = []
+
+    def forward(self, x):
+        self.autocast_seen.append(torch.is_autocast_enabled("cpu"))
+        return self.model(x)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_precision_holds_inside_a_surrounding_autocast(trained, precision):
+    model, x, y = trained
+    spy = AutocastSpy(model)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "fp32"):
+        accuracy_curve(
+            spy, batches_of(x[:32], y[:32]), [0.0, 2 / 255], steps=2, precision=precision
+        )
+    assert spy.autocast_seen and set(spy.autocast_seen) == {precision == "bf16"}
 
 
 def test_curve_in_eval_mode_restores_the_model(trained, spy):
@@ -276,6 +366,7 @@ def test_curve_in_eval_mode_restores_the_model(trained, spy):
         (dict(max_batch=0), "max_batch must be an int >= 1"),
         (dict(steps=0), "steps must be an int >= 1"),
         (dict(norm="l3"), "norm must be 'linf' or 'l2'"),
+        (dict(precision="fp16"), "precision must be 'fp32' or 'bf16'"),
     ],
 )
 def test_curve_rejects_bad_arguments(trained, kwargs, match):
