@@ -10,7 +10,8 @@ from fractions import Fraction
 # eps_grid's steps as fractions with small denominators (1/255 -> Fraction(1, 255))
 MAX_DENOMINATOR = 10**6
 LINF_GRID_STEP = 1 / 255  # the paper's
-L2_GRID_INTERVALS = 8  # an l_2 grid has no customary unit: 8 intervals up to eps, as 8/255 has
+# a budget with no customary unit (l_2, or 0.03 in l_inf): 8 intervals up to it, as 8/255 has
+GRID_INTERVALS = 8
 
 
 def whole_steps(value: float, step: float) -> int | None:
@@ -21,11 +22,12 @@ def whole_steps(value: float, step: float) -> int | None:
 
 
 def default_grid_step(norm: str, eps: float, eps_max: float) -> float:
-    """1/255 for l_inf; for l_2, eps / 8 (eps_max / 8 when eps is 0), so eps is on the grid;
-    1.0 when both are 0 (the grid is then [0] whatever its step)."""
-    if norm == "linf":
+    """The paper's 1/255 for an l_inf eps that is a whole number of 255ths; otherwise (l_2, or
+    an l_inf eps such as 0.03) eps / 8, so that eps is on the grid (eps_max / 8 when eps is 0;
+    1.0 when both are, the grid then being [0] whatever its step)."""
+    if norm == "linf" and whole_steps(eps, LINF_GRID_STEP) is not None:
         return LINF_GRID_STEP
-    return (eps or eps_max or L2_GRID_INTERVALS) / L2_GRID_INTERVALS
+    return (eps or eps_max or GRID_INTERVALS) / GRID_INTERVALS
 
 
 def eps_grid(eps_max: float = 8 / 255, step: float = 1 / 255) -> list[float]:

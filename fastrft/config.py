@@ -23,7 +23,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from fastrft.budgets import L2_GRID_INTERVALS, LINF_GRID_STEP, default_grid_step, whole_steps
+from fastrft.budgets import GRID_INTERVALS, LINF_GRID_STEP, default_grid_step, whole_steps
 from fastrft.data.layouts import DATASETS
 
 
@@ -247,9 +247,10 @@ class EvalConfig:
     eps_max: float | None = None
     """Largest budget of the accuracy-vs-eps curve, >= attack.eps; default: attack.eps."""
     grid_step: float | None = None
-    """Spacing of the curve's budgets; default 1/255 for linf (the paper's), attack.eps / 8 for
-    l2 (9 points up to it). attack.eps and eps_max must be whole numbers of steps: checked
-    when the config loads, before training."""
+    """Spacing of the curve's budgets; default 1/255 (the paper's) for a linf attack.eps in
+    whole 255ths, else attack.eps / 8 (l2, or linf 0.03: 9 points up to it). A step given
+    here must fit attack.eps and eps_max a whole number of times: checked when the config
+    loads, before training."""
     precision: str = "fp32"
     """Arithmetic of validation and of the final curve (as `fastrft eval`): fp32 (the numbers
     to report) or bf16 (autocast: faster on a GPU, may overstate robustness)."""
@@ -345,13 +346,14 @@ class RunConfig:
                 "reach the run's budget: raise eval.eps_max or leave it unset"
             )
         eps_max, step = self.eval_grid()
-        # refused rather than added to the grid: E.adv stays the paper's even trapezoids
+        # only a step given by hand can miss attack.eps (the default fits it); refused, not
+        # added to the grid: E.adv's trapezoids stay even
         if whole_steps(eps, step) is None:
             raise ConfigError(
                 f"attack.eps: {eps:.6g} is not on the evaluation grid (multiples of "
                 f"eval.grid_step = {step:.6g}), so Adv and E.adv could not be measured at it; "
                 f"set attack.eps={_nearest(eps, step)} or eval.grid_step={eps:g}/"
-                f"{L2_GRID_INTERVALS}"
+                f"{GRID_INTERVALS}"
             )
         if whole_steps(eps_max, step) is None:
             raise ConfigError(
