@@ -98,7 +98,8 @@ def _parser() -> argparse.ArgumentParser:
         "--grid-step",
         type=fraction_arg,
         default=None,
-        help="spacing of the budgets (default: eval.grid_step; 1/255 for linf)",
+        help="spacing of the budgets (default: eval.grid_step, by default 1/255 for an l_inf "
+        "attack.eps in whole 255ths, else attack.eps/8)",
     )
     e.add_argument(
         "--attack",

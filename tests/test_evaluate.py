@@ -312,16 +312,45 @@ def test_robust_only_if_correct_on_clean_too(trained, attack):
     assert robust_accuracy(model, [(x, y)], 2 / 255, attack=attack, steps=2) <= clean
 
 
-def test_seeded_curve_is_the_same_every_time_and_leaves_torch_rng_alone(trained):
-    model, x, y = trained
-    batches = batches_of(x[:64], y[:64], 32)
+class StartProbe(nn.Module):
+    """Right on x and wherever the perturbation from the nearest image of ``x`` sums to >= 0,
+    wrong elsewhere, with a zero input gradient: its accuracy under attack is decided by the
+    random start alone."""
+
+    def __init__(self, x, y, classes=10):
+        super().__init__()
+        self.register_buffer("x", x)
+        self.register_buffer("y", y)
+        self.classes = classes
+        self.w = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        flat = self.x.flatten(1)
+        nearest = torch.cdist(x.flatten(1).float(), flat).argmin(1)
+        up = (x - self.x[nearest]).flatten(1).sum(1) >= 0
+        label = torch.where(up, self.y[nearest], (self.y[nearest] + 1) % self.classes)
+        return 10 * nn.functional.one_hot(label, self.classes).float() + (x * self.w).sum()
+
+
+@pytest.mark.parametrize("attack", ["apgd", "pgd"])
+def test_seed_alone_decides_the_random_starts(trained, attack):
+    """The same seed gives the same curve whatever torch's stream; the caller's stream is
+    left as it was; and the probe does depend on the starts (another seed, another curve)."""
+    _, x, y = trained
+    model, batches = StartProbe(x[:128], y[:128]), batches_of(x[:128], y[:128])
     grid = [0.0, 2 / 255, 4 / 255]
+
+    def curve(seed):
+        return accuracy_curve(model, batches, grid, attack=attack, steps=2, seed=seed)
+
     torch.manual_seed(1)
     state = torch.get_rng_state()
-    first = accuracy_curve(model, batches, grid, steps=3, seed=7)
+    first = curve(7)
     assert torch.equal(torch.get_rng_state(), state), "the caller's stream is left alone"
-    torch.manual_seed(2)  # another stream: the seed alone decides the random starts
-    assert accuracy_curve(model, batches, grid, steps=3, seed=7) == first
+    torch.manual_seed(2)
+    assert curve(7) == first
+    assert curve(8) != first, "the probe must see the random starts"
+    assert first[0] == 1.0 and all(0.3 < a < 0.7 for a in first[1:]), first
 
 
 class AutocastSpy(nn.Module):
