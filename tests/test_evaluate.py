@@ -4,6 +4,8 @@ against one attack per budget on a small trained CNN."""
 import itertools
 import math
 import random
+import sys
+import types
 
 import pytest
 import torch
@@ -13,6 +15,7 @@ import fastrft.evaluate as evaluate
 from fastrft.attacks import apgd
 from fastrft.evaluate import (
     accuracy_curve,
+    autoattack_accuracy,
     clean_accuracy,
     delay_time,
     eps_grid,
@@ -310,6 +313,25 @@ def test_robust_only_if_correct_on_clean_too(trained, attack):
     curve = accuracy_curve(model, batches_of(x, y, 16), GRID[:5], attack=attack, steps=2, seed=0)
     assert curve == [clean] * 5, f"accuracy under attack above clean accuracy: {curve}"
     assert robust_accuracy(model, [(x, y)], 2 / 255, attack=attack, steps=2) <= clean
+
+
+class NudgingAutoAttack:
+    """Stands in for pyautoattack's AutoAttack: returns every image nudged by eps / 2."""
+
+    def __init__(self, model, norm, eps, version, device):
+        self.eps = eps
+
+    def run_standard_evaluation(self, x, y, batch_size):
+        return (x + self.eps / 2).clamp(0, 1), y
+
+
+def test_autoattack_counts_robust_only_if_correct_on_clean_too(trained, monkeypatch):
+    _, x, y = trained
+    x, y = x[:48], y[:48]
+    monkeypatch.setitem(sys.modules, "pyautoattack", types.ModuleType("pyautoattack"))
+    monkeypatch.setattr(sys.modules["pyautoattack"], "AutoAttack", NudgingAutoAttack, raising=False)
+    model = WrongOnClean(x, y, every_other(len(y)))
+    assert autoattack_accuracy(model, batches_of(x, y, 16), 2 / 255) == 0.5
 
 
 class StartProbe(nn.Module):
