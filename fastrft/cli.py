@@ -2,6 +2,7 @@
 
 fastrft train CONFIG [CONFIG ...] [key=value ...]
 fastrft eval RUN_DIR_OR_CHECKPOINT [--eps-max 8/255] [--attack apgd|pgd|autoattack]
+             [--precision fp32|bf16]              writes RUN_DIR/eval.json
 fastrft demo
 fastrft train --help-config      every config key, its default and what it does
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -81,35 +81,45 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser(
         "eval",
         help="evaluate a saved model: clean, robust, E.adv",
-        description="Accuracy under attack on the run's validation split over "
-        "budgets 0, step, ..., eps-max (one batched attack), and expected "
-        "robustness up to the run's eps (or --eps-max).",
+        description="Accuracy under attack on the run's validation split over budgets 0, "
+        "step, ..., eps-max, expected robustness up to the run's attack.eps, as training "
+        "computed them for results.json: each option defaults to the run's eval.* key, the "
+        "random starts are seeded with the run's seed, so the same checkpoint gives the same "
+        "numbers. Writes eval.json into the run directory (atomically; see --out).",
     )
     e.add_argument("checkpoint", help="a run directory or a checkpoint file (.pt)")
     e.add_argument(
         "--eps-max",
         type=fraction_arg,
         default=None,
-        help="largest budget of the curve (default: the run's attack.eps)",
+        help="largest budget of the curve, >= the run's attack.eps (default: eval.eps_max)",
     )
     e.add_argument(
         "--grid-step",
         type=fraction_arg,
-        default=1 / 255,
-        help="spacing of the budgets (default 1/255)",
+        default=None,
+        help="spacing of the budgets (default: eval.grid_step, by default 1/255 for an l_inf "
+        "attack.eps in whole 255ths, else attack.eps/8)",
     )
     e.add_argument(
         "--attack",
         choices=("apgd", "pgd", "autoattack"),
-        default="apgd",
-        help="apgd (APGD-CE, default), pgd, or autoattack (needs pyautoattack)",
+        default=None,
+        help="apgd (APGD-CE), pgd, or autoattack (needs pyautoattack); default: eval.attack",
     )
-    e.add_argument("--steps", type=int, default=10, help="attack steps (default 10)")
+    e.add_argument("--steps", type=int, default=None, help="attack steps (default: eval.steps)")
+    e.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default=None,
+        help="fp32 or bf16 autocast (default: eval.precision, fp32 unless the run set it)",
+    )
     e.add_argument(
         "--out",
         type=Path,
         default=None,
-        help="where to write eval.json (default: beside the checkpoint)",
+        help="where to write the results (default: RUN_DIR/eval.json, the run directory "
+        "holding the checkpoint)",
     )
     e.add_argument(
         "overrides",
@@ -237,6 +247,7 @@ def _train(args: argparse.Namespace) -> None:
 
 def _eval(args: argparse.Namespace) -> None:
     from fastrft.evaluate import evaluate_checkpoint
+    from fastrft.sweep.rundir import write_json_atomic
 
     path = Path(args.checkpoint)
     if path.is_dir():
@@ -247,10 +258,11 @@ def _eval(args: argparse.Namespace) -> None:
         grid_step=args.grid_step,
         attack=args.attack,
         steps=args.steps,
+        precision=args.precision,
         overrides=args.overrides,
     )
     out = args.out or path.parent.parent / "eval.json"
-    out.write_text(json.dumps(results, indent=1))
+    write_json_atomic(out, results)
     grid, curve = results["eps_grid"], results["accuracy_curve"]
     for eps, acc in zip(grid, curve, strict=True):
         print(f"eps {eps * 255:6.2f}/255  accuracy {acc:.2%}")

@@ -23,6 +23,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from fastrft.budgets import GRID_INTERVALS, LINF_GRID_STEP, default_grid_step, whole_steps
 from fastrft.data.layouts import DATASETS
 
 
@@ -244,17 +245,30 @@ class EvalConfig:
     steps: int = 10
     """Evaluation attack steps (the paper: 10)."""
     eps_max: float | None = None
-    """Largest budget of the accuracy-vs-eps curve; default: attack.eps."""
-    grid_step: float = 1 / 255
-    """Spacing of the curve's budgets (the paper: 1/255)."""
+    """Largest budget of the accuracy-vs-eps curve, >= attack.eps; default: attack.eps."""
+    grid_step: float | None = None
+    """Spacing of the curve's budgets; default 1/255 (the paper's) for a linf attack.eps in
+    whole 255ths, else attack.eps / 8 (l2, or linf 0.03: 9 points up to it). A step given
+    here must fit attack.eps and eps_max a whole number of times: checked when the config
+    loads, before training."""
+    precision: str = "fp32"
+    """Arithmetic of validation and of the final curve (as `fastrft eval`): fp32 (the numbers
+    to report) or bf16 (autocast: faster on a GPU, may overstate robustness)."""
     adv_samples: int = 512
     """Validation images attacked each epoch (adversarial accuracy and loss); 0 skips."""
 
     def __post_init__(self) -> None:
         _check(self.attack in ("apgd", "pgd"), "eval.attack", "must be apgd or pgd")
         _check(self.steps >= 1, "eval.steps", "must be at least 1")
-        _check(self.grid_step > 0, "eval.grid_step", "must be > 0")
+        _check(
+            self.grid_step is None or self.grid_step > 0, "eval.grid_step", "must be > 0 or unset"
+        )
         _check(self.eps_max is None or self.eps_max >= 0, "eval.eps_max", "must be >= 0")
+        _check(
+            self.precision in ("fp32", "bf16"),
+            "eval.precision",
+            f"must be fp32 or bf16, got {self.precision!r}",
+        )
         _check(self.adv_samples >= 0, "eval.adv_samples", "must be >= 0")
 
 
@@ -306,6 +320,53 @@ class RunConfig:
             "schedule.t1",
             f"must not come after schedule.t2 ({self.schedule.t1} > {self.schedule.t2})",
         )
+        self._check_budgets()
+
+    def eval_grid(self) -> tuple[float, float]:
+        """(eps_max, grid_step) of the final accuracy-vs-eps curve, defaults filled in."""
+        eps_max = self.attack.eps if self.eval.eps_max is None else self.eval.eps_max
+        step = self.eval.grid_step
+        if step is None:
+            step = default_grid_step(self.attack.norm, self.attack.eps, eps_max)
+        return eps_max, step
+
+    def _check_budgets(self) -> None:
+        """Budgets that would fail or mislead only after training: an l_inf budget beyond the
+        pixel range (8 for 8/255), a curve that stops short of attack.eps or misses it."""
+        eps, eps_max = self.attack.eps, self.eval.eps_max
+        for key, value in (("attack.eps", eps), ("eval.eps_max", eps_max)):
+            if self.attack.norm == "linf" and value is not None and value > 1:
+                raise ConfigError(
+                    f"{key}: {value:g} exceeds the pixel range [0, 1] of an l_inf budget; "
+                    f"did you mean {value:g}/255?"
+                )
+        if eps_max is not None and eps_max < eps:
+            raise ConfigError(
+                f"eval.eps_max: {eps_max:.6g} is below attack.eps ({eps:.6g}); the curve must "
+                "reach the run's budget: raise eval.eps_max or leave it unset"
+            )
+        eps_max, step = self.eval_grid()
+        # only a step given by hand can miss attack.eps (the default fits it); refused, not
+        # added to the grid: E.adv's trapezoids stay even
+        if whole_steps(eps, step) is None:
+            raise ConfigError(
+                f"attack.eps: {eps:.6g} is not on the evaluation grid (multiples of "
+                f"eval.grid_step = {step:.6g}), so Adv and E.adv could not be measured at it; "
+                f"set attack.eps={_nearest(eps, step)} or eval.grid_step={eps:g}/"
+                f"{GRID_INTERVALS}"
+            )
+        if whole_steps(eps_max, step) is None:
+            raise ConfigError(
+                f"eval.eps_max: {eps_max:.6g} is not a whole number of eval.grid_step "
+                f"({step:.6g}); set eval.eps_max={_nearest(eps_max, step)}"
+            )
+
+
+def _nearest(value: float, step: float) -> str:
+    """The grid point nearest ``value`` (at least one step), as a config value."""
+    point = max(round(value / step), 1) * step
+    in_255ths = whole_steps(point, LINF_GRID_STEP)
+    return f"{in_255ths}/255" if in_255ths is not None else f"{point:.6g}"
 
 
 FRACTION = re.compile(r"^\s*(-?\d+(?:\.\d*)?)\s*/\s*(\d+(?:\.\d*)?)\s*$")

@@ -7,24 +7,30 @@ Expected robustness is accuracy averaged over budgets drawn uniformly from [0, e
 
 estimated with the trapezoidal rule on a grid of step 1/255 under APGD-CE (10 steps, l_inf).
 
-:func:`accuracy_curve` measures Acc_eps at every budget of the grid with one attack per batch
-rather than one per budget: each image is repeated once per budget, each copy carries its
-own eps (the attacks take a per-sample eps), and each copy's correctness is counted for its
-budget. Budgets of 0 are clean predictions, never attacked. Models are evaluated in eval
-mode, with their mode and parameters' requires_grad restored afterwards; inputs are pixels in
-[0, 1] and are moved to the device of the model's first parameter.
+:func:`accuracy_curve` measures Acc_eps at every budget of the grid in one pass over the
+batches: each image is repeated once per budget, each copy carries its own eps (the attacks
+take a per-sample eps), and each copy's correctness is counted for its budget. Budgets of 0
+are clean predictions, never attacked. As in AutoAttack, a sample counts as robust at a budget
+only if it is also correct on its clean image: a point near x that the model gets right does
+not make up for x itself (gradient masking can hide exactly there). Models are evaluated in
+eval mode, with their mode and parameters' requires_grad restored afterwards; inputs are
+pixels in [0, 1] and are moved to the device of the model's first parameter.
+
+Reproducible numbers: ``seed`` fixes the attacks' random starts (torch's generators, which
+the Triton random-start kernel draws its seed from, are forked, so the caller's stream is left
+as it was), and ``precision`` fixes the arithmetic whatever autocast surrounds the call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
 import numbers
-from collections.abc import Callable, Iterable, Sequence
-from fractions import Fraction
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import yaml
@@ -32,6 +38,10 @@ from torch import Tensor, nn
 
 from fastrft.attacks import apgd, attack_mode, pgd
 from fastrft.attacks.core import canonical_norm
+from fastrft.budgets import eps_grid, whole_steps
+
+if TYPE_CHECKING:
+    from fastrft.config import RunConfig
 
 __all__ = [
     "accuracy_curve",
@@ -41,41 +51,17 @@ __all__ = [
     "eps_grid",
     "evaluate_checkpoint",
     "expected_robustness",
+    "paper_metrics",
+    "precision_context",
     "robust_accuracy",
+    "seeded",
 ]
 
 Batches = Iterable[tuple[Tensor, Tensor]]
 AttackName = Literal["apgd", "pgd"]
+Precision = Literal["fp32", "bf16"]
 # pgd's default step, alpha = 2.5 * eps / steps, follows each copy's own budget
 ATTACKS = {"apgd": apgd, "pgd": pgd}
-
-# eps_grid's steps as fractions with small denominators (1/255 -> Fraction(1, 255))
-MAX_DENOMINATOR = 10**6
-
-
-def eps_grid(eps_max: float = 8 / 255, step: float = 1 / 255) -> list[float]:
-    """[0, step, 2 step, ..., eps_max]: the paper's evaluation budgets (9 points for 8/255).
-
-    Points are exact multiples: k/255 exactly as Python writes k/255 (not k * (1/255), which
-    can differ in the last bit), so they can serve as keys and compare equal to budgets
-    written by hand. ``eps_max`` must be a whole number of steps.
-    """
-    if isinstance(step, bool) or not isinstance(step, numbers.Real) or not 0 < step < math.inf:
-        raise ValueError(f"step must be a finite number > 0 (e.g. 1/255), got {step!r}")
-    if isinstance(eps_max, bool) or not isinstance(eps_max, numbers.Real):
-        raise ValueError(f"eps_max must be a number >= 0 (e.g. 8/255), got {eps_max!r}")
-    if not 0 <= eps_max < math.inf:
-        raise ValueError(f"eps_max must be a finite number >= 0 (e.g. 8/255), got {eps_max!r}")
-    n = round(eps_max / step)
-    if not math.isclose(n * step, eps_max, rel_tol=1e-9, abs_tol=1e-12):
-        raise ValueError(
-            f"eps_max ({eps_max!r}) must be a whole number of steps ({step!r}), "
-            "e.g. eps_max=8/255 with step=1/255"
-        )
-    unit = Fraction(step).limit_denominator(MAX_DENOMINATOR)
-    if not math.isclose(float(unit), step, rel_tol=1e-12):
-        unit = Fraction(step)  # no small denominator: exact binary multiples, rounded once
-    return [float(k * unit) for k in range(n + 1)]
 
 
 def expected_robustness(eps_grid: Sequence[float], accuracies: Sequence[float]) -> float:
@@ -132,13 +118,28 @@ def robust_accuracy(
     steps: int = 10,
     norm: str = "linf",
     attack_kwargs: dict[str, Any] | None = None,
+    *,
+    seed: int | None = None,
+    precision: Precision = "fp32",
 ) -> float:
-    """Accuracy under ``attack`` at budget ``eps`` (clean accuracy at eps = 0).
+    """Accuracy under ``attack`` at budget ``eps`` (clean accuracy at eps = 0): the share of
+    samples correct both on x and at the attack's point.
 
     ``attack_kwargs`` go to the attack (e.g. random_start, backend). The paper's Adv is
-    ``robust_accuracy(model, batches, eps_g)``: APGD-CE, 10 steps, l_inf.
+    ``robust_accuracy(model, batches, eps_g)``: APGD-CE, 10 steps, l_inf. ``seed`` and
+    ``precision`` as for :func:`accuracy_curve`.
     """
-    curve = accuracy_curve(model, batches, [eps], attack, steps, norm, attack_kwargs=attack_kwargs)
+    curve = accuracy_curve(
+        model,
+        batches,
+        [eps],
+        attack,
+        steps,
+        norm,
+        attack_kwargs=attack_kwargs,
+        seed=seed,
+        precision=precision,
+    )
     return curve[0]
 
 
@@ -151,30 +152,42 @@ def accuracy_curve(
     norm: str = "linf",
     max_batch: int | None = None,
     attack_kwargs: dict[str, Any] | None = None,
+    *,
+    seed: int | None = None,
+    precision: Precision = "fp32",
 ) -> list[float]:
     """Accuracy under ``attack`` at every budget of ``grid``, in one pass over ``batches``.
 
-    Each batch of B images is repeated once per non-zero budget and attacked once with a
-    per-copy eps; ``max_batch`` caps the copies per attack call (the B * G copies are then
-    attacked in chunks) when memory requires. pgd steps 2.5 * eps / steps for each copy.
-    ``grid`` need not start at 0 or be sorted; pass it with the result to
+    Each batch of B images is repeated once per non-zero budget and the copies are attacked
+    with a per-copy eps, at most ``max_batch`` copies per attack call: by default B, so memory
+    stays that of one batch whatever the grid; a larger ``max_batch`` (up to B * G) makes
+    fewer, larger calls. pgd steps 2.5 * eps / steps for each copy. A copy counts as correct
+    only if its clean image is correct too. ``seed`` (None: torch's current stream) fixes the
+    random starts; ``precision`` is fp32 (autocast off, even inside an autocast region) or
+    bf16 (autocast). ``grid`` need not start at 0 or be sorted; pass it with the result to
     :func:`expected_robustness` when it starts at 0.
     """
-    eps = torch.tensor(check_budgets(grid), dtype=torch.float32, device=model_device(model))
+    device = model_device(model)
+    eps = torch.tensor(check_budgets(grid), dtype=torch.float32, device=device)
     run = attack_fn(attack, steps, norm, attack_kwargs)
     if max_batch is not None and (
         isinstance(max_batch, bool) or not isinstance(max_batch, numbers.Integral) or max_batch < 1
     ):
-        raise ValueError(f"max_batch must be an int >= 1 or None (no limit), got {max_batch!r}")
+        raise ValueError(
+            f"max_batch must be an int >= 1 or None (the batch size), got {max_batch!r}"
+        )
     clean, attacked = (eps == 0).nonzero().flatten(), eps.nonzero().flatten()
     correct, total = torch.zeros_like(eps, dtype=torch.int64), 0
-    with attack_mode(model, "eval"):
+    with seeded(seed, device), precision_context(precision, device), attack_mode(model, "eval"):
         for x, y in batches:
-            x, y = x.to(eps.device, non_blocking=True), y.to(eps.device, non_blocking=True)
-            if len(clean):
-                correct[clean] += predict_correct(model, x, y).sum()
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            clean_ok = predict_correct(model, x, y)
+            correct[clean] += clean_ok.sum()
             if len(attacked):
-                correct[attacked] += correct_per_budget(model, x, y, eps[attacked], run, max_batch)
+                chunk = max_batch or len(y)
+                correct[attacked] += correct_per_budget(
+                    model, x, y, clean_ok, eps[attacked], run, chunk
+                )
             total += len(y)
     return ratio(correct, total)
 
@@ -183,21 +196,43 @@ def correct_per_budget(
     model: nn.Module,
     x: Tensor,
     y: Tensor,
+    clean_ok: Tensor,
     eps: Tensor,
     run: Callable[..., Tensor],
-    max_batch: int | None,
+    chunk: int,
 ) -> Tensor:
-    """How many of the B images stay correct at each budget of ``eps`` (G,): the B * G copies,
-    copy i being image i % B at budget i // B, attacked ``max_batch`` copies at a time."""
+    """How many of the B images stay correct at each budget of ``eps`` (G,), counting only
+    those correct on x (``clean_ok``): the B * G copies, copy i being image i % B at budget
+    i // B, attacked ``chunk`` copies at a time."""
     b, g = len(y), len(eps)
     counts = torch.zeros(g, dtype=torch.int64, device=y.device)
-    chunk = b * g if max_batch is None else max_batch
     for start in range(0, b * g, chunk):
         copy = torch.arange(start, min(start + chunk, b * g), device=y.device)
         image, budget = copy % b, copy // b
         x_adv = run(model, x[image], y[image], eps[budget])
-        counts.index_add_(0, budget, predict_correct(model, x_adv, y[image]).long())
+        robust = clean_ok[image] & predict_correct(model, x_adv, y[image])
+        counts.index_add_(0, budget, robust.long())
     return counts
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None, device: torch.device) -> Iterator[None]:
+    """Draw from torch's generators (CPU, and ``device``'s if CUDA) seeded with ``seed``, and
+    give them back as they were afterwards; None leaves them alone."""
+    if seed is None:
+        yield
+        return
+    cuda = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda, device_type=device.type):
+        torch.manual_seed(seed)
+        yield
+
+
+def precision_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """fp32: autocast off (inside an autocast region too); bf16: bf16 autocast."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def delay_time(val_accuracies: Sequence[float], threshold: float = 0.05) -> int | None:
@@ -275,54 +310,84 @@ def autoattack_accuracy(
     with attack_mode(model, "eval"):
         adversary = AutoAttack(model, norm=norm, eps=eps, version="standard", device=device)
         x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
-        return ratio(predict_correct(model, x_adv, y).sum(), len(y))[0]
+        robust = predict_correct(model, x, y) & predict_correct(model, x_adv, y)
+        return ratio(robust.sum(), len(y))[0]
+
+
+def paper_metrics(
+    model: nn.Module, batches: Any, cfg: RunConfig, autoattack: bool = False
+) -> dict[str, Any]:
+    """The paper's numbers for a run's model on ``batches`` (a loader with ``num_samples``),
+    as the run's config asks: the accuracy-vs-eps curve up to eval.eps_max, clean accuracy,
+    Adv at attack.eps and E.adv up to it, with what makes them reproducible (attack, steps,
+    precision, seed, sample count). The trainer's results.json and `fastrft eval` both come
+    from here, so the same checkpoint gives the same curve in both. ``autoattack``: the curve
+    under AutoAttack instead, one run per budget."""
+    e, norm, eps_g = cfg.eval, cfg.attack.norm, cfg.attack.eps
+    eps_max, step = cfg.eval_grid()
+    grid = eps_grid(eps_max, step)
+    if autoattack:
+        curve = [autoattack_accuracy(model, batches, eps, norm) for eps in grid]
+        how = {"attack": "autoattack", "steps": None, "precision": "fp32", "seed": None}
+    else:
+        curve = accuracy_curve(
+            model, batches, grid, e.attack, e.steps, norm, seed=cfg.seed, precision=e.precision
+        )
+        how = {"attack": e.attack, "steps": e.steps, "precision": e.precision, "seed": cfg.seed}
+    upto = whole_steps(eps_g, step) + 1  # attack.eps is on the grid: the config checks it
+    return {
+        "clean_acc": curve[0],
+        "adv_acc": curve[upto - 1],
+        "expected_robustness": expected_robustness(grid[:upto], curve[:upto]),
+        "eps": eps_g,
+        "norm": norm,
+        "eps_grid": grid,
+        "accuracy_curve": curve,
+        **how,
+        "num_samples": batches.num_samples,
+    }
 
 
 def evaluate_checkpoint(
     path: str | Path,
     *,
     eps_max: float | None = None,
-    grid_step: float = 1 / 255,
-    attack: str = "apgd",
-    steps: int = 10,
+    grid_step: float | None = None,
+    attack: str | None = None,
+    steps: int | None = None,
+    precision: Precision | None = None,
     overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The paper's evaluation of a saved run on its validation split: the accuracy-vs-eps
-    curve on [0, eps_max] (one batched attack; AutoAttack runs once per budget), clean and
-    robust accuracy at the run's eps, and E.adv up to it. ``overrides`` are config keys
-    (e.g. data.root=PATH, device=cpu) applied over the run's saved config."""
+    """The paper's evaluation of a saved run on its validation split, as its training ended
+    (:func:`paper_metrics`): the run's eval.* settings and seed, with the model in the run's
+    memory layout, unless given here. ``attack`` "autoattack" runs AutoAttack once per budget.
+    ``overrides`` are config keys (e.g. data.root=PATH, device=cpu) applied over the run's
+    saved config, and are checked as at training."""
     from fastrft.config import load_config
     from fastrft.data import build_loaders
     from fastrft.engine.checkpoint import load_checkpoint
     from fastrft.engine.devices import pick_device
     from fastrft.engine.distributed import Dist
+    from fastrft.engine.speed import resolve_speed
     from fastrft.models import build_model
 
+    autoattack = attack == "autoattack"
+    given = {
+        "eval.eps_max": eps_max,
+        "eval.grid_step": grid_step,
+        "eval.attack": None if autoattack else attack,
+        "eval.steps": steps,
+        "eval.precision": precision,
+    }
+    options = [f"{key}={value}" for key, value in given.items() if value is not None]
     state = load_checkpoint(path)
-    cfg = load_config([], overrides, base=yaml.safe_load(state["config"]))
+    cfg = load_config([], [*options, *overrides], base=yaml.safe_load(state["config"]))
     device = pick_device(cfg.device, Dist())  # as training picks it, and checks it
+    channels_last = resolve_speed(cfg.speed, device).channels_last  # the trainer's layout
     model = build_model(cfg.model.name, state["num_classes"], img_size=cfg.data.img_size)
     model.load_state_dict(state["model"])
     model.to(device).eval()
-    batches = build_loaders(cfg.data, device, seed=cfg.seed).val
-    eps_g = cfg.attack.eps
-    grid = eps_grid(eps_max if eps_max is not None else eps_g, grid_step)
-    if attack == "autoattack":
-        curve = [autoattack_accuracy(model, batches, e, cfg.attack.norm) for e in grid]
-    else:
-        curve = accuracy_curve(model, batches, grid, attack, steps, cfg.attack.norm)
-    upto = [i for i, e in enumerate(grid) if e <= eps_g + 1e-12] or [0]
-    return {
-        "checkpoint": str(path),
-        "attack": attack,
-        "steps": steps,
-        "eps": eps_g,
-        "eps_grid": grid,
-        "accuracy_curve": curve,
-        "clean_acc": curve[0],
-        "adv_acc": curve[upto[-1]],
-        "expected_robustness": expected_robustness(
-            [grid[i] for i in upto], [curve[i] for i in upto]
-        ),
-        "num_samples": batches.num_samples,
-    }
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    batches = build_loaders(cfg.data, device, seed=cfg.seed, channels_last=channels_last).val
+    return {"checkpoint": str(path), **paper_metrics(model, batches, cfg, autoattack)}

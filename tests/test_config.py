@@ -2,7 +2,9 @@
 
 import pytest
 
+from fastrft.cli import main
 from fastrft.config import ConfigError, RunConfig, config_help, load_config, save_config
+from tests.engine.test_train import TINY
 
 
 def _yaml(tmp_path, name, text):
@@ -47,11 +49,63 @@ def test_saved_config_loads_back_identically(tmp_path):
         (["objective.name=trade"], "objective.name: must be standard, madry or trades"),
         (["epochs"], "must look like key=value"),
         (["objective.name=trades"], "attack.name: objective trades attacks its KL loss with PGD"),
+        (["attack.eps=8"], "attack.eps: 8 exceeds the pixel range .* did you mean 8/255"),
+        (["eval.eps_max=16"], "eval.eps_max: 16 exceeds .* did you mean 16/255"),
+        (
+            ["attack.eps=0.03", "eval.grid_step=1/255"],
+            r"attack.eps: 0.03 is not on .* set attack.eps=8/255 or eval.grid_step=0.03/8",
+        ),
+        (["eval.eps_max=2/255"], "eval.eps_max: .* is below attack.eps"),
+        (["eval.eps_max=8.5/255"], "eval.eps_max: .* not a whole number .* eval.eps_max=8/255"),
+        (["eval.grid_step=3/255"], "attack.eps: .* not on the evaluation grid .* attack.eps=3/255"),
+        (["attack.norm=l2", "attack.eps=0.5", "eval.eps_max=1.1"], "eval.eps_max=1.125"),
+        (["eval.precision=fp16"], "eval.precision: must be fp32 or bf16"),
     ],
 )
 def test_bad_values_name_the_key(overrides, match):
     with pytest.raises(ConfigError, match=match):
         load_config([], overrides)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "grid"),
+    [
+        ([], (4 / 255, 1 / 255)),
+        (["eval.eps_max=8/255"], (8 / 255, 1 / 255)),
+        (["attack.norm=l2", "attack.eps=0.5"], (0.5, 0.0625)),
+        (["attack.norm=l2", "attack.eps=0.5", "eval.eps_max=1"], (1.0, 0.0625)),
+        (["attack.norm=l2", "attack.eps=3", "eval.grid_step=0.5"], (3.0, 0.5)),
+        (["attack.eps=0.03"], (0.03, 0.00375)),
+        (["attack.eps=0.03", "eval.grid_step=0.03/6"], (0.03, 0.005)),
+        (["attack.eps=0", "eval.eps_max=8/255"], (8 / 255, 1 / 255)),
+    ],
+)
+def test_evaluation_grid_defaults(overrides, grid):
+    """1/255 steps for l_inf budgets in whole 255ths, else eps / 8 (l_2, or l_inf 0.03)."""
+    assert load_config([], overrides).eval_grid() == pytest.approx(grid)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["attack.eps=8"], "attack.eps: 8 exceeds the pixel range [0, 1] of an l_inf budget"),
+        (
+            ["attack.eps=0.03", "eval.grid_step=1/255", "eval.eps_max=8/255"],
+            "attack.eps: 0.03 is not on the evaluation grid",
+        ),
+        (["attack.norm=l2", "attack.eps=0.5", "eval.eps_max=0.55"], "eval.eps_max: 0.55 is not"),
+        (["eval.eps_max=2/255"], "eval.eps_max: 0.00784314 is below attack.eps"),
+    ],
+)
+def test_bad_budgets_stop_train_before_any_epoch(tmp_path, capsys, args, message):
+    """Refused at config load: exit 2, one line, and no run directory."""
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--no-progress", *TINY, "epochs=1", *args, f"out_dir={out}"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists(), "no epoch may run, nothing may be written"
 
 
 def test_bad_files(tmp_path):

@@ -4,6 +4,8 @@ against one attack per budget on a small trained CNN."""
 import itertools
 import math
 import random
+import sys
+import types
 
 import pytest
 import torch
@@ -13,6 +15,7 @@ import fastrft.evaluate as evaluate
 from fastrft.attacks import apgd
 from fastrft.evaluate import (
     accuracy_curve,
+    autoattack_accuracy,
     clean_accuracy,
     delay_time,
     eps_grid,
@@ -185,7 +188,9 @@ def test_clean_accuracy_in_eval_mode_restores_the_model(trained, spy):
 def test_robust_accuracy_matches_a_hand_written_attack(trained):
     model, x, y = trained
     x_adv = apgd(model, x, y, 4 / 255, steps=10, **EXACT)
-    expected = accuracy(model, x_adv, y)
+    with torch.no_grad():
+        robust = (model(x).argmax(1) == y) & (model(x_adv).argmax(1) == y)
+    expected = robust.double().mean().item()
     assert robust_accuracy(model, batches_of(x, y), 4 / 255, attack_kwargs=EXACT) == expected
     assert expected < accuracy(model, x, y) - 0.2, "the toy model is not robust"
 
@@ -242,7 +247,7 @@ class CountingAttack:
 
 @pytest.mark.parametrize(
     "max_batch, sizes",
-    [(None, [24, 24, 24]), (10, [10, 10, 4] * 3), (8, [8, 8, 8] * 3)],
+    [(None, [8, 8, 8] * 3), (24, [24, 24, 24]), (10, [10, 10, 4] * 3), (8, [8, 8, 8] * 3)],
 )
 def test_curve_attacks_each_batch_once_with_per_copy_budgets(
     trained, monkeypatch, max_batch, sizes
@@ -252,10 +257,146 @@ def test_curve_attacks_each_batch_once_with_per_copy_budgets(
     monkeypatch.setitem(evaluate.ATTACKS, "apgd", counting)
     grid = [0.0, 1 / 255, 3 / 255, 5 / 255]
     accuracy_curve(model, batches_of(x[:24], y[:24], 8), grid, max_batch=max_batch)
-    assert [n for n, _ in counting.calls] == sizes, "one call per batch, or per chunk"
+    assert [n for n, _ in counting.calls] == sizes, "a batch's copies, max_batch at a time"
     per_batch = torch.cat([eps for _, eps in counting.calls]).view(3, 24)
     expected = torch.tensor(grid[1:]).repeat_interleave(8)
     assert torch.equal(per_batch, expected.expand(3, -1)), "8 copies per budget, none at 0"
+
+
+def test_curve_attacks_no_more_copies_than_a_batch_by_default(trained, monkeypatch):
+    """Memory stays that of one evaluation batch however many budgets the grid has."""
+    model, x, y = trained
+    counting = CountingAttack()
+    monkeypatch.setitem(evaluate.ATTACKS, "apgd", counting)
+    accuracy_curve(model, batches_of(x[:40], y[:40], 16), eps_grid(16 / 255))
+    sizes = [n for n, _ in counting.calls]
+    assert max(sizes) <= 16 and sum(sizes) == 40 * 16, sizes
+
+
+class WrongOnClean(nn.Module):
+    """Gradient masking at its plainest: wrong on the clean images ``x[wrong]`` exactly, right
+    on any other point (the label of the nearest image of ``x``), with a zero input gradient."""
+
+    def __init__(self, x, y, wrong, classes=10):
+        super().__init__()
+        self.register_buffer("x", x.flatten(1))
+        self.register_buffer("y", y)
+        self.register_buffer("wrong", wrong)
+        self.classes = classes
+        self.w = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        dist = torch.cdist(
+            x.flatten(1).float(), self.x, compute_mode="donot_use_mm_for_euclid_dist"
+        )
+        nearest = dist.argmin(1)
+        exact = (dist.min(1).values == 0) & self.wrong[nearest]
+        label = torch.where(exact, (self.y[nearest] + 1) % self.classes, self.y[nearest])
+        # (x * w), not w * x.sum(): apgd cannot take the stride-0 gradient of a bare sum
+        return 10 * nn.functional.one_hot(label, self.classes).float() + (x * self.w).sum()
+
+
+def every_other(n):
+    """True at the even indices: the images a WrongOnClean gets wrong."""
+    return torch.arange(n) % 2 == 0
+
+
+@pytest.mark.parametrize("attack", ["apgd", "pgd"])
+def test_robust_only_if_correct_on_clean_too(trained, attack):
+    """A model wrong on x but right around it is not robust: no budget may score above the
+    clean accuracy of the same samples (AutoAttack's rule)."""
+    _, x, y = trained
+    x, y = x[:48], y[:48]
+    model = WrongOnClean(x, y, every_other(len(y)))  # wrong on the even images exactly
+    clean = clean_accuracy(model, [(x, y)])
+    assert clean == 0.5
+    curve = accuracy_curve(model, batches_of(x, y, 16), GRID[:5], attack=attack, steps=2, seed=0)
+    assert curve == [clean] * 5, f"accuracy under attack above clean accuracy: {curve}"
+    assert robust_accuracy(model, [(x, y)], 2 / 255, attack=attack, steps=2) <= clean
+
+
+class NudgingAutoAttack:
+    """Stands in for pyautoattack's AutoAttack: returns every image nudged by eps / 2."""
+
+    def __init__(self, model, norm, eps, version, device):
+        self.eps = eps
+
+    def run_standard_evaluation(self, x, y, batch_size):
+        return (x + self.eps / 2).clamp(0, 1), y
+
+
+def test_autoattack_counts_robust_only_if_correct_on_clean_too(trained, monkeypatch):
+    _, x, y = trained
+    x, y = x[:48], y[:48]
+    monkeypatch.setitem(sys.modules, "pyautoattack", types.ModuleType("pyautoattack"))
+    monkeypatch.setattr(sys.modules["pyautoattack"], "AutoAttack", NudgingAutoAttack, raising=False)
+    model = WrongOnClean(x, y, every_other(len(y)))
+    assert autoattack_accuracy(model, batches_of(x, y, 16), 2 / 255) == 0.5
+
+
+class StartProbe(nn.Module):
+    """Right on x and wherever the perturbation from the nearest image of ``x`` sums to >= 0,
+    wrong elsewhere, with a zero input gradient: its accuracy under attack is decided by the
+    random start alone."""
+
+    def __init__(self, x, y, classes=10):
+        super().__init__()
+        self.register_buffer("x", x)
+        self.register_buffer("y", y)
+        self.classes = classes
+        self.w = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        flat = self.x.flatten(1)
+        nearest = torch.cdist(x.flatten(1).float(), flat).argmin(1)
+        up = (x - self.x[nearest]).flatten(1).sum(1) >= 0
+        label = torch.where(up, self.y[nearest], (self.y[nearest] + 1) % self.classes)
+        return 10 * nn.functional.one_hot(label, self.classes).float() + (x * self.w).sum()
+
+
+@pytest.mark.parametrize("attack", ["apgd", "pgd"])
+def test_seed_alone_decides_the_random_starts(trained, attack):
+    """The same seed gives the same curve whatever torch's stream; the caller's stream is
+    left as it was; and the probe does depend on the starts (another seed, another curve)."""
+    _, x, y = trained
+    model, batches = StartProbe(x[:128], y[:128]), batches_of(x[:128], y[:128])
+    grid = [0.0, 2 / 255, 4 / 255]
+
+    def curve(seed):
+        return accuracy_curve(model, batches, grid, attack=attack, steps=2, seed=seed)
+
+    torch.manual_seed(1)
+    state = torch.get_rng_state()
+    first = curve(7)
+    assert torch.equal(torch.get_rng_state(), state), "the caller's stream is left alone"
+    torch.manual_seed(2)
+    assert curve(7) == first
+    assert curve(8) != first, "the probe must see the random starts"
+    assert first[0] == 1.0 and all(0.3 < a < 0.7 for a in first[1:]), first
+
+
+class AutocastSpy(nn.Module):
+    """Wraps a model and records, at every forward, whether CPU autocast was on."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.autocast_seen = []
+
+    def forward(self, x):
+        self.autocast_seen.append(torch.is_autocast_enabled("cpu"))
+        return self.model(x)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_precision_holds_inside_a_surrounding_autocast(trained, precision):
+    model, x, y = trained
+    spy = AutocastSpy(model)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "fp32"):
+        accuracy_curve(
+            spy, batches_of(x[:32], y[:32]), [0.0, 2 / 255], steps=2, precision=precision
+        )
+    assert spy.autocast_seen and set(spy.autocast_seen) == {precision == "bf16"}
 
 
 def test_curve_in_eval_mode_restores_the_model(trained, spy):
@@ -276,6 +417,7 @@ def test_curve_in_eval_mode_restores_the_model(trained, spy):
         (dict(max_batch=0), "max_batch must be an int >= 1"),
         (dict(steps=0), "steps must be an int >= 1"),
         (dict(norm="l3"), "norm must be 'linf' or 'l2'"),
+        (dict(precision="fp16"), "precision must be 'fp32' or 'bf16'"),
     ],
 )
 def test_curve_rejects_bad_arguments(trained, kwargs, match):

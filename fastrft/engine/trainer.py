@@ -5,7 +5,6 @@ objective gives the loss, the optimizer steps; then validation, logs, a checkpoi
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -24,11 +23,12 @@ from fastrft.attacks import apgd, pgd
 from fastrft.config import ConfigError, RunConfig, save_config, to_yaml
 from fastrft.data import build_loaders
 from fastrft.errors import TrainingDiverged
-from fastrft.evaluate import accuracy_curve, delay_time, eps_grid, expected_robustness
+from fastrft.evaluate import delay_time, paper_metrics, precision_context, seeded
 from fastrft.models import build_model
 from fastrft.objectives import make_objective
 from fastrft.optim import build_optimizer, cosine_with_warmup, group_size, updates_per_epoch
 from fastrft.schedules import make_schedule
+from fastrft.sweep.rundir import write_json_atomic
 
 from .attacker import Attacker
 from .checkpoint import Checkpointer, rng_state, set_rng_state
@@ -374,7 +374,7 @@ class Trainer:
 
     # -- evaluation ----------------------------------------------------------------------
 
-    def _eval_attack(self, eps: float):
+    def _eval_attack(self, eps: float) -> Callable[[Tensor, Tensor], Tensor]:
         e = self.cfg.eval
         fn = apgd if e.attack == "apgd" else pgd
         return lambda x, y: fn(
@@ -382,22 +382,30 @@ class Trainer:
         )
 
     @torch.no_grad()
-    def _loss_acc(self, attack=None, limit: int | None = None) -> tuple[float, float]:
+    def _loss_acc(
+        self, attack: Callable[[Tensor, Tensor], Tensor] | None = None, limit: int | None = None
+    ) -> tuple[float, float]:
+        """Validation loss and accuracy in eval.precision; under ``attack``, the loss at the
+        attack's points and the share correct there and on the clean image (AutoAttack's
+        rule: a point near x the model gets right does not make up for x)."""
         was_training = self.net.training
         self.net.eval()
         sums, seen = torch.zeros(2, device=self.device), 0  # loss, correct: read once, at the end
-        for x, y in self.val_loader:
-            if limit is not None and seen >= limit:
-                break
-            if attack is not None:
-                with torch.enable_grad(), self.speed.autocast():
-                    x = attack(x, y)
-            with self.speed.autocast():
+        with precision_context(self.cfg.eval.precision, self.device):
+            for x, y in self.val_loader:
+                if limit is not None and seen >= limit:
+                    break
+                correct = torch.ones_like(y, dtype=torch.bool)
+                if attack is not None:
+                    correct = self.net(x).argmax(1) == y
+                    with torch.enable_grad():
+                        x = attack(x, y)
                 logits = self.net(x).float()
-            sums += torch.stack(
-                [F.cross_entropy(logits, y, reduction="sum"), (logits.argmax(1) == y).sum()]
-            )
-            seen += len(y)
+                correct &= logits.argmax(1) == y
+                sums += torch.stack(
+                    [F.cross_entropy(logits, y, reduction="sum"), correct.sum().float()]
+                )
+                seen += len(y)
         self.net.train(was_training)
         loss, correct = sums.tolist()
         return loss / seen, correct / seen
@@ -406,41 +414,26 @@ class Trainer:
         out = {}
         out["val_clean_loss"], out["val_clean_acc"] = self._loss_acc()
         if self.cfg.eval.adv_samples > 0 and self.cfg.attack.eps > 0:
-            out["val_adv_loss"], out["val_adv_acc"] = self._loss_acc(
-                self._eval_attack(self.cfg.attack.eps), limit=self.cfg.eval.adv_samples
-            )
+            # the same random starts every epoch, outside the training stream
+            with seeded(self.cfg.seed, self.device):
+                out["val_adv_loss"], out["val_adv_acc"] = self._loss_acc(
+                    self._eval_attack(self.cfg.attack.eps), limit=self.cfg.eval.adv_samples
+                )
         return out
 
     def _final_evaluation(self) -> dict[str, Any]:
-        """The paper's numbers: clean, robust at eps_g, the accuracy-vs-eps curve, E.adv."""
-        cfg, eps_g = self.cfg, self.cfg.attack.eps
-        grid = eps_grid(cfg.eval.eps_max or eps_g, cfg.eval.grid_step) if eps_g > 0 else [0.0]
-        with self.speed.autocast():
-            curve = accuracy_curve(
-                self.net,
-                self.val_loader,
-                grid,
-                attack=cfg.eval.attack,
-                steps=cfg.eval.steps,
-                norm=cfg.attack.norm,
-            )
-        upto = [i for i, e in enumerate(grid) if e <= eps_g + 1e-12]
+        """The paper's numbers (clean, robust at eps_g, the accuracy-vs-eps curve, E.adv) as
+        `fastrft eval` computes them: on the bare model (not compiled), in eval.precision,
+        seeded with the run's seed."""
         results = {
-            "clean_acc": curve[0],
-            "adv_acc": curve[upto[-1]],
-            "expected_robustness": expected_robustness(
-                [grid[i] for i in upto], [curve[i] for i in upto]
-            ),
-            "eps": eps_g,
-            "eps_grid": grid,
-            "accuracy_curve": curve,
+            **paper_metrics(self.model, self.val_loader, self.cfg),
             "delay_time": delay_time([r["val_clean_acc"] for r in self.history]),
-            "epochs": cfg.epochs,
+            "epochs": self.cfg.epochs,
             "schedule": self.schedule.describe(),
             "speed": self.speed.describe(),
         }
         if self.dist.main:
-            (self.run_dir / "results.json").write_text(json.dumps(results, indent=1))
+            write_json_atomic(self.run_dir / "results.json", results)
             self.console.print(
                 f"clean {results['clean_acc']:.2%}  adv {results['adv_acc']:.2%}"
                 f"  E.adv {results['expected_robustness']:.2%}  -> "
