@@ -34,6 +34,7 @@ from .core import (
     prepare,
     succeeded,
     take_where,
+    with_gradients,
 )
 from .losses import LossFn, attack_loss
 
@@ -133,6 +134,7 @@ def apgd_run(
     return APGDResult(x_best_adv, x_best, success, loss_best)
 
 
+@with_gradients
 def apgd(
     model: nn.Module,
     x: Tensor,
@@ -163,7 +165,7 @@ def apgd(
         raise ValueError(f"restarts must be >= 1, got {restarts}")
     if not 0.0 <= rho <= 1.0 or not 0.0 < momentum <= 1.0:
         raise ValueError(f"rho must be in [0, 1] and momentum in (0, 1], got {rho}, {momentum}")
-    norm, x, eps_v = prepare(
+    norm, x, y, eps_v = prepare(
         x,
         y,
         eps,

@@ -15,12 +15,14 @@ from .core import (
     attack_mode,
     loss_and_grad,
     prepare,
+    with_gradients,
 )
 from .losses import LossFn, attack_loss
 
 STEPS = {"linf": linf_step, "l2": l2_step}
 
 
+@with_gradients
 def pgd(
     model: nn.Module,
     x: Tensor,
@@ -60,9 +62,14 @@ def pgd(
     Returns:
         x_adv, detached, in x's dtype and layout, inside the ball and inside [0, 1].
         The model's parameters, their grads, requires_grad flags and modes are as found.
+
+    Works under ``torch.no_grad()`` and ``torch.inference_mode()`` (the usual evaluation
+    loop), on inputs made there too: autograd is switched on for the attack alone, and x_adv
+    is an ordinary tensor. A model whose parameters were themselves created in inference
+    mode cannot be differentiated and raises torch's error.
     """
     # per-sample vectors built once, not at every step
-    norm, x, eps = prepare(
+    norm, x, y, eps = prepare(
         x,
         y,
         eps,
