@@ -73,7 +73,7 @@ class APGDResult:
     loss_best: Tensor
 
     def best(self, rule: Best) -> Tensor:
-        """"loss": the highest-loss point; "adversarial": the last misclassified point where
+        """ "loss": the highest-loss point; "adversarial": the last misclassified point where
         there is one, else the highest-loss point."""
         if rule == "loss":
             return self.x_best

@@ -52,7 +52,9 @@ def plain_apgd_highest_loss(model, x, y, eps, steps, rho=0.75, momentum=0.75):
         rises += (loss > last_loss).float()
         last_loss = loss
         if i in checks and i < steps - 1:
-            halve = (rises <= checks[i] * rho) | (~halved_at_check & (best_loss_at_check >= best_loss))
+            oscillated = rises <= checks[i] * rho
+            stalled = ~halved_at_check & (best_loss_at_check >= best_loss)
+            halve = oscillated | stalled
             step[halve] /= 2
             cur[halve], grad[halve] = best[halve], best_grad[halve]
             halved_at_check, best_loss_at_check = halve, best_loss.clone()
@@ -127,5 +129,5 @@ def test_object_passes_best_through(trained):
 def test_bad_best_is_named():
     model = TinyCNN(classes=3, width=2)
     x, y = torch.rand(2, 3, 5, 5), torch.tensor([0, 1])
-    with pytest.raises(ValueError, match="best must be 'loss' .* or 'adversarial'"):
+    with pytest.raises(ValueError, match=r"best must be 'loss' .* or 'adversarial'"):
         apgd(model, x, y, 0.1, best="first")
