@@ -13,6 +13,7 @@ from fastrft.kernels.random_start import random_start as random_start_in_ball
 from .core import (
     ModelMode,
     attack_mode,
+    canonical_norm,
     loss_and_grad,
     prepare,
     with_gradients,
@@ -98,11 +99,17 @@ def fgsm(
     eps: float | Tensor,
     alpha: float | Tensor | None = None,
     random_start: bool = True,
+    norm: str = "linf",
     **kwargs,
 ) -> Tensor:
     """FGSM; with ``random_start`` (the default), FGSM-RS of Wong et al. (2020): a uniform
     start in the l_inf ball, then one sign step of ``alpha`` (default 1.25 * eps; eps without
-    random start), projected. Other keyword arguments as for :func:`pgd`."""
+    random start), projected. l_inf only. Other keyword arguments as for :func:`pgd`."""
+    if canonical_norm(norm) != "linf":
+        raise ValueError(
+            f"fgsm is an l_inf attack (a sign step), got norm={norm!r}; for one l_2 step use "
+            "pgd(model, x, y, eps, steps=1, norm='l2')"
+        )
     if alpha is None:
         alpha = 1.25 * eps if random_start else eps
     return pgd(model, x, y, eps, alpha, steps=1, norm="linf", random_start=random_start, **kwargs)
