@@ -4,7 +4,7 @@ torch.inference_mode(), on inputs made there too, with the same result as with g
 import pytest
 import torch
 
-from fastrft.attacks import APGD, FGSM, PGD, PGDL2, apgd, fgsm, pgd
+from fastrft.attacks import APGD, FFGSM, FGSM, PGD, PGDL2, apgd, fgsm, pgd
 
 ATTACKS = {
     "pgd": lambda m, x, y: pgd(m, x, y, 8 / 255, steps=2),
@@ -16,6 +16,7 @@ ATTACKS = {
     "PGD": lambda m, x, y: PGD(m, steps=2)(x, y),
     "PGDL2": lambda m, x, y: PGDL2(m, steps=2)(x, y),
     "FGSM": lambda m, x, y: FGSM(m)(x, y),
+    "FFGSM": lambda m, x, y: FFGSM(m)(x, y),
     "APGD": lambda m, x, y: APGD(m, steps=3)(x, y),
 }
 
