@@ -147,7 +147,7 @@ class AttackConfig:
         _check(
             self.name != "fgsm" or self.norm == "linf",
             "attack.norm",
-            "fgsm is an l_inf attack: set attack.norm=linf, or attack.name=pgd for l2",
+            "fgsm is an l_inf attack: set attack.norm=linf, or use pgd for l2",
         )
         _check(self.alpha is None or self.alpha > 0, "attack.alpha", "must be > 0 or unset")
         _check(
