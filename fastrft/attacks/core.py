@@ -16,7 +16,7 @@ from fastrft.kernels._utils import batch_major, per_sample
 from .losses import LOSSES, LossFn
 
 ModelMode = Literal["eval", "train", "keep"]
-F = TypeVar("F", bound=Callable[..., Tensor])
+AttackT = TypeVar("AttackT", bound=Callable[..., Tensor])
 NORMS = {"linf": "linf", "inf": "linf", "l2": "l2"}
 
 
@@ -130,7 +130,7 @@ def attack_mode(model: nn.Module, mode: ModelMode = "eval", freeze: bool = True)
             p.requires_grad_(requires_grad)
 
 
-def with_gradients(attack: F) -> F:
+def with_gradients(attack: AttackT) -> AttackT:
     """Run ``attack`` with autograd on, so that it works where evaluation loops call it: under
     ``torch.no_grad()`` and under ``torch.inference_mode()`` (inputs made there included).
     The input gradient is all it computes; the caller's modes are back on return."""
