@@ -11,8 +11,6 @@ from fastrft.attacks import apgd
 from fastrft.toy import TinyCNN, accuracy
 from tests.helpers import assert_close
 
-ta = pytest.importorskip("torchattacks")
-
 DROP_IN = ["FGSM", "FFGSM", "PGD", "PGDL2", "APGD"]
 
 
@@ -29,6 +27,11 @@ def test_apgd_matches_autoattacks_apgd_ce(trained, eps):
     assert abs(ours - theirs) <= 0.02, f"fastrft APGD-CE {ours:.3f}, AutoAttack's {theirs:.3f}"
 
 
+@pytest.fixture(scope="module")
+def ta():
+    return pytest.importorskip("torchattacks")
+
+
 def _defaults(cls):
     """{argument: default} of a constructor, the model left out."""
     params = list(inspect.signature(cls.__init__).parameters.values())[2:]
@@ -36,7 +39,7 @@ def _defaults(cls):
 
 
 @pytest.mark.parametrize("name", DROP_IN)
-def test_same_arguments_and_defaults_as_torchattacks(name):
+def test_same_arguments_and_defaults_as_torchattacks(name, ta):
     """Every argument torchattacks' class takes is accepted, with the same default, and the
     object runs when a script passes all of them."""
     theirs, ours = _defaults(getattr(ta, name)), _defaults(getattr(attacks, name))
@@ -71,7 +74,7 @@ SHAPES = [None, (5, 3, 13, 11), (1, 1, 7, 9)]
         ("PGD", {"eps": 4 / 255, "alpha": 1 / 255, "steps": 5, "random_start": False}, 1e-6),
     ],
 )
-def test_deterministic_attacks_equal_torchattacks(request, shape, name, kwargs, atol):
+def test_deterministic_attacks_equal_torchattacks(request, shape, name, kwargs, atol, ta):
     model, x, y = _inputs(request, shape)
     theirs = getattr(ta, name)(model, **kwargs)(x, y)
     ours = getattr(attacks, name)(model, **kwargs)(x, y)
@@ -79,7 +82,7 @@ def test_deterministic_attacks_equal_torchattacks(request, shape, name, kwargs, 
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_pgdl2_equals_torchattacks_where_the_gradient_does_not_vanish(request, shape):
+def test_pgdl2_equals_torchattacks_where_the_gradient_does_not_vanish(request, shape, ta):
     """torchattacks divides the batch-mean gradient by its norm + 1e-10: a sample the model
     is very sure of (gradient norm near 1e-10 x batch size) takes a shorter step there. Every
     other sample follows the same path: on the trained model, all but a few in a hundred."""
@@ -97,7 +100,7 @@ def test_pgdl2_equals_torchattacks_where_the_gradient_does_not_vanish(request, s
     ("name", "kwargs"),
     [("FFGSM", {}), ("FFGSM", {"eps": 4 / 255, "alpha": 5 / 255}), ("PGD", {"steps": 3})],
 )
-def test_random_start_attacks_equal_torchattacks_on_the_same_draws(request, shape, name, kwargs):
+def test_random_start_attacks_equal_torchattacks_on_same_draws(request, shape, name, kwargs, ta):
     """Same seed, same uniform draws: torchattacks' FFGSM first draws (and discards) a normal
     tensor of the image's shape, ``torch.randn_like(images).uniform_(-eps, eps)``, which is
     replayed here before fastrft's call. The starts then differ in rounding only."""
@@ -111,7 +114,7 @@ def test_random_start_attacks_equal_torchattacks_on_the_same_draws(request, shap
     assert_close(ours, theirs, atol=1e-5, what=f"{name}({kwargs}) against torchattacks")
 
 
-def test_apgd_object_as_strong_as_torchattacks_apgd(trained):
+def test_apgd_object_as_strong_as_torchattacks_apgd(trained, ta):
     """Different random starts and a different point for samples never fooled (see the
     README's table): the robust accuracies compare, the outputs do not."""
     model, x, y = trained
