@@ -47,11 +47,6 @@ def test_saved_config_loads_back_identically(tmp_path):
         (["objective.name=trade"], "objective.name: must be standard, madry or trades"),
         (["epochs"], "must look like key=value"),
         (["objective.name=trades"], "attack.name: objective trades attacks its KL loss with PGD"),
-        (["attack.name=fgsm", "attack.norm=l2"], "attack.norm: fgsm is an l_inf attack"),
-        (["attack.name=apgd", "attack.alpha=0.01"], "attack.alpha: apgd sets its own step"),
-        (["attack.best=first"], "attack.best: must be loss or adversarial"),
-        (["attack.name=pgd", "attack.best=adversarial"], "attack.best: only apgd"),
-        (["attack.random_start=maybe"], "attack.random_start: bad value"),
     ],
 )
 def test_bad_values_name_the_key(overrides, match):
@@ -82,6 +77,21 @@ def test_every_key_is_documented():
     assert len(rows) > 30
     undocumented = [key for key, _, doc in rows if not doc]
     assert undocumented == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (["attack.name=fgsm", "attack.norm=l2"], "attack.norm: fgsm is an l_inf attack"),
+        (["attack.name=apgd", "attack.alpha=0.01"], "attack.alpha: apgd sets its own step"),
+        (["attack.best=first"], "attack.best: must be loss or adversarial"),
+        (["attack.name=pgd", "attack.best=adversarial"], "attack.best: only apgd"),
+        (["attack.random_start=maybe"], "attack.random_start: bad value"),
+    ],
+)
+def test_training_attack_keys_that_would_be_ignored_are_refused(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config([], overrides)
 
 
 def test_training_attack_defaults_follow_madry():
