@@ -123,9 +123,18 @@ class AttackConfig:
     steps: int = 7
     """Attack steps in training (the paper: APGD-CE with 7)."""
     alpha: float | None = None
-    """PGD step size; default 2.5 * eps / steps (FGSM: 1.25 * eps)."""
+    """Step size of pgd and fgsm; default 2.5 * eps / steps (fgsm: 1.25 * eps with a random
+    start, eps without). apgd sets its own (2 * eps, halved as it goes)."""
     norm: str = "linf"
-    """Threat model: linf or l2."""
+    """Threat model: linf or l2 (fgsm: linf only)."""
+    best: str = "loss"
+    """Which iterate apgd returns per sample: loss (the highest-loss one: Madry's inner
+    maximisation, the authors' training code) or adversarial (the last misclassified one
+    where there is one: AutoAttack's rule, which evaluation always uses). pgd and fgsm return
+    their last iterate."""
+    random_start: bool = True
+    """Start the training attack from a uniform point of the ball rather than from x (the
+    authors' training APGD starts from x: configs/paper sets false)."""
 
     def __post_init__(self) -> None:
         _check(
@@ -136,7 +145,29 @@ class AttackConfig:
         _check(self.eps >= 0, "attack.eps", f"must be >= 0 (e.g. 4/255), got {self.eps}")
         _check(self.steps >= 1, "attack.steps", f"must be at least 1, got {self.steps}")
         _check(self.norm in ("linf", "l2"), "attack.norm", f"must be linf or l2, got {self.norm!r}")
+        _check(
+            self.name != "fgsm" or self.norm == "linf",
+            "attack.norm",
+            "fgsm is an l_inf attack: set attack.norm=linf, or use pgd for l2",
+        )
         _check(self.alpha is None or self.alpha > 0, "attack.alpha", "must be > 0 or unset")
+        _check(
+            self.name != "apgd" or self.alpha is None,
+            "attack.alpha",
+            "apgd sets its own step size (2 * eps, halved as it goes): unset attack.alpha, "
+            "or use attack.name=pgd",
+        )
+        _check(
+            self.best in ("loss", "adversarial"),
+            "attack.best",
+            f"must be loss or adversarial, got {self.best!r}",
+        )
+        _check(
+            self.name == "apgd" or self.best == "loss",
+            "attack.best",
+            f"only apgd chooses among its iterates ({self.name} returns its last): "
+            "unset attack.best",
+        )
 
 
 @dataclass

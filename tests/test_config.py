@@ -131,3 +131,27 @@ def test_every_key_is_documented():
     assert len(rows) > 30
     undocumented = [key for key, _, doc in rows if not doc]
     assert undocumented == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (["attack.name=fgsm", "attack.norm=l2"], "attack.norm: fgsm is an l_inf attack"),
+        (["attack.name=apgd", "attack.alpha=0.01"], "attack.alpha: apgd sets its own step"),
+        (["attack.best=first"], "attack.best: must be loss or adversarial"),
+        (["attack.name=pgd", "attack.best=adversarial"], "attack.best: only apgd"),
+        (["attack.random_start=maybe"], "attack.random_start: bad value"),
+    ],
+)
+def test_training_attack_keys_that_would_be_ignored_are_refused(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config([], overrides)
+
+
+def test_training_attack_defaults_follow_madry():
+    """The training attack returns the highest-loss point (Madry's inner maximisation) and
+    starts at random unless told otherwise; pgd and fgsm accept alpha."""
+    cfg = RunConfig()
+    assert cfg.attack.best == "loss" and cfg.attack.random_start is True
+    cfg = load_config([], ["attack.name=pgd", "attack.alpha=0.01", "attack.random_start=false"])
+    assert cfg.attack.alpha == 0.01 and cfg.attack.random_start is False

@@ -33,6 +33,9 @@ def test_paper_grid_composes_for_every_run(tmp_path, monkeypatch):
         )
         assert cfg.data.root == str(tmp_path / dataset.stem)
         assert cfg.epochs == 50 and cfg.attack.steps == 7 and cfg.eval.steps == 10
+        # where the paper is silent: the authors' related training code
+        assert cfg.attack.best == "loss" and cfg.attack.random_start is False
+        assert cfg.data.rotation == 2.0
         runs.add((cfg.model.name, cfg.data.root, cfg.attack.eps, cfg.schedule.name))
     assert len(runs) == 120
 

@@ -12,13 +12,19 @@ Differences from AutoAttack's implementation, by design: the random start is uni
 ball (AutoAttack scales it so one coordinate sits on the sphere); the oscillation count at
 the first checkpoint compares with the loss at the start point (AutoAttack compares with a
 row of zeros there); the last iterate is evaluated with a forward pass only; and a sample
-never misclassified returns its highest-loss point rather than x, so that training sees the
-strongest point found.
+never misclassified returns its highest-loss point rather than x.
+
+Which point comes back (``best``): "adversarial" (the default, AutoAttack's rule for
+evaluation) returns a sample's last misclassified iterate when there is one, else its
+highest-loss iterate; "loss" returns the highest-loss iterate for every sample, Madry's inner
+maximisation and the rule of the authors' related training code. The rule alone moved an
+RFT-fix run's clean accuracy by 9 points: training uses "loss" (``attack.best``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -34,8 +40,11 @@ from .core import (
     prepare,
     succeeded,
     take_where,
+    with_gradients,
 )
 from .losses import LossFn, attack_loss
+
+Best = Literal["loss", "adversarial"]
 
 
 def apgd_checkpoints(steps: int) -> dict[int, int]:
@@ -63,8 +72,11 @@ class APGDResult:
     success: Tensor
     loss_best: Tensor
 
-    def best(self) -> Tensor:
-        """The adversarial point where there is one, else the highest-loss point."""
+    def best(self, rule: Best) -> Tensor:
+        """ "loss": the highest-loss point; "adversarial": the last misclassified point where
+        there is one, else the highest-loss point."""
+        if rule == "loss":
+            return self.x_best
         return take_where(self.success, self.x_adv, self.x_best.clone())
 
 
@@ -133,6 +145,7 @@ def apgd_run(
     return APGDResult(x_best_adv, x_best, success, loss_best)
 
 
+@with_gradients
 def apgd(
     model: nn.Module,
     x: Tensor,
@@ -147,23 +160,33 @@ def apgd(
     momentum: float = 0.75,
     targeted: bool = False,
     *,
+    best: Best = "adversarial",
     model_mode: ModelMode = "eval",
     freeze_params: bool = True,
     backend: Backend = "auto",
     validate: bool = True,
 ) -> Tensor:
-    """APGD attack; returns for each sample the best adversarial point found.
+    """APGD attack; returns for each sample the best point found, by the rule ``best``.
 
-    A sample misclassified at any step returns the last such point; a sample never
-    misclassified returns its highest-loss point. ``restarts`` > 1 reruns the attack from
-    new random starts for the samples not yet fooled. Other arguments as for
-    :func:`fastrft.attacks.pgd`; ``loss`` "dlr" needs at least three classes.
+    ``best="adversarial"`` (the default, AutoAttack's rule, for evaluation): a sample
+    misclassified at any step returns the last such point, a sample never misclassified its
+    highest-loss point. ``best="loss"`` (training, Madry's inner maximisation): every sample
+    returns its highest-loss point. ``restarts`` > 1 reruns the attack from new random starts
+    and keeps per sample the first success ("adversarial") or the higher loss ("loss").
+    Other arguments as for :func:`fastrft.attacks.pgd`, including its use under
+    ``torch.no_grad()`` and ``torch.inference_mode()``; ``loss`` "dlr" needs at least three
+    classes.
     """
+    if best not in ("loss", "adversarial"):
+        raise ValueError(
+            f"best must be 'loss' (highest-loss point, training) or 'adversarial' (last "
+            f"misclassified point, evaluation), got {best!r}"
+        )
     if restarts < 1:
         raise ValueError(f"restarts must be >= 1, got {restarts}")
     if not 0.0 <= rho <= 1.0 or not 0.0 < momentum <= 1.0:
         raise ValueError(f"rho must be in [0, 1] and momentum in (0, 1], got {rho}, {momentum}")
-    norm, x, eps_v = prepare(
+    norm, x, y, eps_v = prepare(
         x,
         y,
         eps,
@@ -184,11 +207,11 @@ def apgd(
                 model, x, y, eps_v, steps, norm, loss_fn, targeted, True, rho, momentum, backend
             )
             _merge(result, again)
-    return result.best()
+    return result.best(best)
 
 
 def _merge(result: APGDResult, again: APGDResult) -> None:
-    """Keep, per sample, the first success, else the higher loss."""
+    """Keep, per sample, the first success and the higher-loss point."""
     new_hit = again.success & ~result.success
     take_where(new_hit, again.x_adv, result.x_adv)
     higher = again.loss_best > result.loss_best

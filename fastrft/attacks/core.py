@@ -3,9 +3,10 @@ the input gradient. Attacks know nothing of training; the model maps pixels to l
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -15,6 +16,7 @@ from fastrft.kernels._utils import batch_major, per_sample
 from .losses import LOSSES, LossFn
 
 ModelMode = Literal["eval", "train", "keep"]
+AttackT = TypeVar("AttackT", bound=Callable[..., Tensor])
 NORMS = {"linf": "linf", "inf": "linf", "l2": "l2"}
 
 
@@ -128,6 +130,19 @@ def attack_mode(model: nn.Module, mode: ModelMode = "eval", freeze: bool = True)
             p.requires_grad_(requires_grad)
 
 
+def with_gradients(attack: AttackT) -> AttackT:
+    """Run ``attack`` with autograd on, so that it works where evaluation loops call it: under
+    ``torch.no_grad()`` and under ``torch.inference_mode()`` (inputs made there included).
+    The input gradient is all it computes; the caller's modes are back on return."""
+
+    @functools.wraps(attack)
+    def run(*args, **kwargs):
+        with torch.inference_mode(False), torch.enable_grad():
+            return attack(*args, **kwargs)
+
+    return run  # type: ignore[return-value]
+
+
 def prepare(
     x: Tensor,
     y: Tensor,
@@ -139,9 +154,11 @@ def prepare(
     targeted: bool,
     model_mode: str,
     validate: bool,
-) -> tuple[str, Tensor, Tensor]:
-    """What every attack does first: (canonical norm, x detached and batch-major, eps as a
-    float32 per-sample vector), after the argument checks."""
+) -> tuple[str, Tensor, Tensor, Tensor]:
+    """What every attack does first: (canonical norm, x detached and batch-major, y, eps as a
+    float32 per-sample vector), after the argument checks. A y made in inference mode is
+    copied: autograd saves the loss's targets for the backward pass, which inference tensors
+    refuse."""
     norm = canonical_norm(norm)
     check_inputs(
         x,
@@ -154,7 +171,8 @@ def prepare(
         validate_values=validate,
     )
     x = detached_input(x)
-    return norm, x, per_sample(eps, x.shape[0], x.device)
+    y = y.clone() if y.is_inference() else y
+    return norm, x, y, per_sample(eps, x.shape[0], x.device)
 
 
 def detached_input(x: Tensor) -> Tensor:
@@ -176,7 +194,7 @@ def loss_and_grad(
     with torch.enable_grad() if need_grad else torch.no_grad():
         logits = model(x_in)
         losses = loss_fn(logits.float(), y)
-    grad = torch.autograd.grad(losses.sum(), x_in)[0] if need_grad else None
+        grad = torch.autograd.grad(losses.sum(), x_in)[0] if need_grad else None
     return losses.detach(), logits.detach(), grad
 
 

@@ -1,7 +1,10 @@
 """Attack objects in the style of torchattacks: ``PGD(model, eps=8/255)(images, labels)``.
 
-Thin wrappers over the functions, so a script written for torchattacks switches by changing
-its import. Model-mode handling lives in the functions (``model_mode``), done once for all.
+Each class takes the arguments of torchattacks' class of the same name (3.5.1), with its
+defaults, and on them crafts the same attack, so a script written for torchattacks switches
+by changing its import; the README keeps a table of what matches and what differs. Any
+other keyword goes to the function (``model_mode``, ``backend``, ``targeted``, ...).
+Model-mode handling lives in the functions, done once for all.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from .apgd import apgd
@@ -27,11 +31,33 @@ class Attack:
     def __call__(self, images: Tensor, labels: Tensor) -> Tensor:
         return type(self).function(self.model, images, labels, **self.settings)
 
-    forward = __call__
+    def forward(self, images: Tensor, labels: Tensor) -> Tensor:
+        return self(images, labels)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.settings.items())
         return f"{type(self).__name__}({args})"
+
+
+class FGSM(Attack):
+    """torchattacks' FGSM: one sign step of eps from the images, no random start; eps 8/255."""
+
+    function = staticmethod(fgsm)
+
+    def __init__(self, model: nn.Module, eps: float = 8 / 255, **settings: Any) -> None:
+        super().__init__(model, eps=eps, random_start=False, **settings)
+
+
+class FFGSM(Attack):
+    """torchattacks' FFGSM, FGSM-RS (Wong et al., 2020): a uniform start in the l_inf ball,
+    one sign step of alpha, projected; eps 8/255, alpha 10/255."""
+
+    function = staticmethod(fgsm)
+
+    def __init__(
+        self, model: nn.Module, eps: float = 8 / 255, alpha: float = 10 / 255, **settings: Any
+    ) -> None:
+        super().__init__(model, eps=eps, alpha=alpha, random_start=True, **settings)
 
 
 class PGD(Attack):
@@ -54,7 +80,11 @@ class PGD(Attack):
 
 
 class PGDL2(Attack):
-    """l_2 PGD; torchattacks' defaults (eps 1.0, alpha 0.2, 10 steps, random start)."""
+    """l_2 PGD; torchattacks' defaults (eps 1.0, alpha 0.2, 10 steps, random start).
+
+    ``eps_for_division`` is accepted and not used: fastrft normalises each sample's own
+    gradient with its own guard, where torchattacks adds it to the norm of the batch-mean
+    gradient (a sample with a vanishing gradient takes a shorter step there)."""
 
     function = staticmethod(pgd)
 
@@ -65,6 +95,7 @@ class PGDL2(Attack):
         alpha: float = 0.2,
         steps: int = 10,
         random_start: bool = True,
+        eps_for_division: float = 1e-10,
         **settings: Any,
     ) -> None:
         super().__init__(
@@ -78,17 +109,14 @@ class PGDL2(Attack):
         )
 
 
-class FGSM(Attack):
-    """FGSM with random start (FGSM-RS) by default; eps 8/255."""
-
-    function = staticmethod(fgsm)
-
-    def __init__(self, model: nn.Module, eps: float = 8 / 255, **settings: Any) -> None:
-        super().__init__(model, eps=eps, **settings)
-
-
 class APGD(Attack):
-    """APGD; torchattacks' argument names (norm "Linf"/"L2", n_restarts) are accepted."""
+    """APGD with torchattacks' arguments and defaults (norm "Linf", eps 8/255, 10 steps).
+
+    As torchattacks' does, each call draws its random start from ``seed`` (the same images
+    give the same result), here without reseeding the caller's generator; ``seed=None``
+    draws from it instead. ``verbose`` is accepted and prints nothing; ``eot_iter`` (gradients
+    averaged over a randomised model) must be 1. ``best`` is apgd's (default "adversarial").
+    """
 
     function = staticmethod(apgd)
 
@@ -99,10 +127,18 @@ class APGD(Attack):
         eps: float = 8 / 255,
         steps: int = 10,
         n_restarts: int = 1,
+        seed: int | None = 0,
         loss: str = "ce",
+        eot_iter: int = 1,
         rho: float = 0.75,
+        verbose: bool = False,
         **settings: Any,
     ) -> None:
+        if eot_iter != 1:
+            raise ValueError(
+                f"eot_iter={eot_iter} is not supported (expectation over a randomised model's "
+                "gradients): fastrft attacks deterministic models, pass eot_iter=1"
+            )
         super().__init__(
             model,
             eps=eps,
@@ -113,3 +149,11 @@ class APGD(Attack):
             rho=rho,
             **settings,
         )
+        self.seed = seed
+
+    def __call__(self, images: Tensor, labels: Tensor) -> Tensor:
+        if self.seed is None:
+            return super().__call__(images, labels)
+        with torch.random.fork_rng(devices=[images.device] if images.is_cuda else []):
+            torch.manual_seed(self.seed)
+            return super().__call__(images, labels)

@@ -13,14 +13,17 @@ from fastrft.kernels.random_start import random_start as random_start_in_ball
 from .core import (
     ModelMode,
     attack_mode,
+    canonical_norm,
     loss_and_grad,
     prepare,
+    with_gradients,
 )
 from .losses import LossFn, attack_loss
 
 STEPS = {"linf": linf_step, "l2": l2_step}
 
 
+@with_gradients
 def pgd(
     model: nn.Module,
     x: Tensor,
@@ -60,9 +63,14 @@ def pgd(
     Returns:
         x_adv, detached, in x's dtype and layout, inside the ball and inside [0, 1].
         The model's parameters, their grads, requires_grad flags and modes are as found.
+
+    Works under ``torch.no_grad()`` and ``torch.inference_mode()`` (the usual evaluation
+    loop), on inputs made there too: autograd is switched on for the attack alone, and x_adv
+    is an ordinary tensor. A model whose parameters were themselves created in inference
+    mode cannot be differentiated and raises torch's error.
     """
     # per-sample vectors built once, not at every step
-    norm, x, eps = prepare(
+    norm, x, y, eps = prepare(
         x,
         y,
         eps,
@@ -91,11 +99,17 @@ def fgsm(
     eps: float | Tensor,
     alpha: float | Tensor | None = None,
     random_start: bool = True,
+    norm: str = "linf",
     **kwargs,
 ) -> Tensor:
     """FGSM; with ``random_start`` (the default), FGSM-RS of Wong et al. (2020): a uniform
     start in the l_inf ball, then one sign step of ``alpha`` (default 1.25 * eps; eps without
-    random start), projected. Other keyword arguments as for :func:`pgd`."""
+    random start), projected. l_inf only. Other keyword arguments as for :func:`pgd`."""
+    if canonical_norm(norm) != "linf":
+        raise ValueError(
+            f"fgsm is an l_inf attack (a sign step), got norm={norm!r}; for one l_2 step use "
+            "pgd(model, x, y, eps, steps=1, norm='l2')"
+        )
     if alpha is None:
         alpha = 1.25 * eps if random_start else eps
     return pgd(model, x, y, eps, alpha, steps=1, norm="linf", random_start=random_start, **kwargs)

@@ -47,10 +47,17 @@ def pgd_baseline(
 
 
 def fgsm_baseline(
-    model: nn.Module, x: Tensor, target: Tensor, eps: float, alpha: float, loss_fn: LossFn
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor,
+    eps: float,
+    alpha: float,
+    loss_fn: LossFn,
+    random_start: bool = True,
 ) -> Tensor:
-    """FGSM-RS (Wong et al., 2020) as users write it: a random start, one signed step."""
-    return pgd_baseline(model, x, target, eps, alpha, 1, loss_fn)
+    """FGSM-RS (Wong et al., 2020) as users write it: a random start, one signed step
+    (plain FGSM without the random start)."""
+    return pgd_baseline(model, x, target, eps, alpha, 1, loss_fn, random_start)
 
 
 def apgd_baseline(

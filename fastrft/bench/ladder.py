@@ -76,7 +76,9 @@ class Workload:
         a = self.attack
         if a.alpha is not None:
             return a.alpha
-        return 1.25 * a.eps if a.name == "fgsm" else 2.5 * a.eps / a.steps
+        if a.name == "fgsm":
+            return 1.25 * a.eps if a.random_start else a.eps
+        return 2.5 * a.eps / a.steps
 
     def describe(self) -> str:
         a = self.attack
@@ -157,8 +159,8 @@ def _baseline_attack(rung: Rung, w: Workload, objective: Objective, net: nn.Modu
             if a.name == "apgd":
                 return apgd_baseline(net, x, target, a.eps, a.steps)
             if a.name == "fgsm":
-                return fgsm_baseline(net, x, target, a.eps, w.alpha, loss_fn)
-            return pgd_baseline(net, x, target, a.eps, w.alpha, a.steps, loss_fn)
+                return fgsm_baseline(net, x, target, a.eps, w.alpha, loss_fn, a.random_start)
+            return pgd_baseline(net, x, target, a.eps, w.alpha, a.steps, loss_fn, a.random_start)
 
     return craft
 

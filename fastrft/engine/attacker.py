@@ -25,13 +25,18 @@ from .speed import Speed
 def attack_function(cfg: AttackConfig, objective: Objective) -> Callable[..., Tensor]:
     """fn(model, x, target, eps) -> x_adv for the configured attack and the objective's loss.
 
-    validate=False: the engine's inputs are well formed, and value checks would sync."""
-    common = {"loss": objective.attack_loss, "validate": False}
+    validate=False: the engine's inputs are well formed, and value checks would sync.
+    apgd returns the iterate ``cfg.best`` picks (training: the highest-loss one)."""
+    common = {
+        "loss": objective.attack_loss,
+        "random_start": cfg.random_start,
+        "validate": False,
+    }
     if cfg.name == "fgsm":
         return functools.partial(fgsm, alpha=cfg.alpha, **common)
     if cfg.name == "pgd":
         return functools.partial(pgd, alpha=cfg.alpha, steps=cfg.steps, norm=cfg.norm, **common)
-    return functools.partial(apgd, steps=cfg.steps, norm=cfg.norm, **common)
+    return functools.partial(apgd, steps=cfg.steps, norm=cfg.norm, best=cfg.best, **common)
 
 
 class Attacker:

@@ -63,3 +63,14 @@ def test_apgd_captures_into_one_cuda_graph(cuda_trained):
         accs.append(accuracy(model, x_adv, y))
     eager = accuracy(model, apgd(model, x, y, eps, steps=7), y)
     assert max(abs(a - eager) for a in accs) <= 0.03, (accs, eager)
+
+
+@pytest.mark.parametrize("best", ["loss", "adversarial"])
+def test_apgd_under_inference_mode_on_the_fused_kernels(cuda_trained, best):
+    """The evaluation-loop pattern on the GPU: inputs made in inference mode, attacked there."""
+    model, x, y = cuda_trained
+    expected = apgd(model, x, y, 4 / 255, steps=5, random_start=False, best=best)
+    with torch.inference_mode():
+        got = apgd(model, x.clone(), y.clone(), 4 / 255, steps=5, random_start=False, best=best)
+    assert not got.is_inference()
+    assert_same_trajectory(got, expected, "linf", what=f"apgd best={best} under inference_mode")

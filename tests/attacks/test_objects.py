@@ -1,8 +1,9 @@
-"""torchattacks-style objects are thin wrappers over the functions."""
+"""torchattacks-style objects are thin wrappers over the functions (test_peers.py compares
+them with torchattacks itself)."""
 
 import torch
 
-from fastrft.attacks import APGD, FGSM, PGD, PGDL2, apgd, fgsm, pgd
+from fastrft.attacks import APGD, FFGSM, FGSM, PGD, PGDL2, apgd, fgsm, pgd
 
 
 def _same(obj, fn, model, x, y, **kw):
@@ -36,9 +37,10 @@ def test_objects_equal_functions(tiny_model):
         steps=2,
         norm="l2",
     )
-    _same(FGSM(tiny_model, eps=4 / 255), fgsm, tiny_model, x, y, eps=4 / 255)
+    _same(FGSM(tiny_model, eps=4 / 255), fgsm, tiny_model, x, y, eps=4 / 255, random_start=False)
+    _same(FFGSM(tiny_model, eps=4 / 255), fgsm, tiny_model, x, y, eps=4 / 255, alpha=10 / 255)
     _same(
-        APGD(tiny_model, norm="Linf", eps=4 / 255, steps=3),
+        APGD(tiny_model, norm="Linf", eps=4 / 255, steps=3, seed=None),
         apgd,
         tiny_model,
         x,

@@ -65,3 +65,16 @@ def test_custom_loss_takes_any_per_sample_target(model):
     assert kl(model(x_adv), probs).sum() > kl(model(X), probs).sum()
     with pytest.raises(ValueError, match="y must be a tensor with one row per sample"):
         pgd(model, X, torch.tensor(1.0), 8 / 255, loss=kl)
+
+
+@pytest.mark.parametrize("norm", ["l2", "L2"])
+def test_fgsm_refuses_l2(model, norm):
+    with pytest.raises(ValueError, match=r"fgsm is an l_inf attack .* pgd\(.*norm='l2'"):
+        fgsm(model, X, Y, 0.5, norm=norm)
+
+
+def test_fgsm_takes_linf_by_any_spelling(model):
+    torch.manual_seed(1)
+    a = fgsm(model, X, Y, 4 / 255, norm="Linf")
+    torch.manual_seed(1)
+    assert torch.equal(a, fgsm(model, X, Y, 4 / 255))

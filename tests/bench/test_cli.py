@@ -199,6 +199,16 @@ def test_attack_mode_side_by_side_with_peers(tmp_path):
             assert ratio == pytest.approx(r["images_per_s"] / peer["images_per_s"])
 
 
+def test_attack_mode_runs_fgsm_beside_torchattacks_ffgsm(tmp_path):
+    """fgsm's eager row once passed norm twice (a TypeError before any row was timed)."""
+    pytest.importorskip("torchattacks")
+    out = tmp_path / "f.json"
+    args = ["--attack", "fgsm", "--model", "small_cnn", "--json", str(out)]
+    main(["--mode", "attack", *TINY, *args])
+    names = [r["name"] for r in json.loads(out.read_text())["rows"]]
+    assert names[0] == "fastrft fp32 eager" and names[2:] == ["torchattacks FFGSM"]
+
+
 def test_an_out_of_memory_rung_names_the_largest_batch_searched_after_freeing_it(monkeypatch):
     real = cli.run_rung
     searched = []
