@@ -188,13 +188,17 @@ def loss_and_grad(
     """Per-sample losses, logits and the gradient of the summed loss with respect to the input.
 
     Only the input gradient is asked of autograd. The loss is computed on float32 logits
-    (bf16 logits lose the small loss differences that decide a step).
+    (bf16 logits lose the small loss differences that decide a step). The gradient comes
+    back dense in x_adv's layout: autograd may return an expanded view (a model that reads
+    only the pixel sum, say), which the kernels cannot walk and the attacks write into.
     """
     x_in = x_adv.detach().requires_grad_(need_grad)
     with torch.enable_grad() if need_grad else torch.no_grad():
         logits = model(x_in)
         losses = loss_fn(logits.float(), y)
         grad = torch.autograd.grad(losses.sum(), x_in)[0] if need_grad else None
+    if grad is not None and grad.stride() != x_in.stride():
+        grad = torch.empty_like(x_in).copy_(grad)
     return losses.detach(), logits.detach(), grad
 
 

@@ -65,3 +65,31 @@ def test_strided_view_input(tiny_model):
     x, y = base[..., ::2], torch.randint(0, 5, (3,))
     x_adv = pgd(tiny_model, x, y, 4 / 255, steps=2)
     assert x_adv.shape == x.shape and (x_adv - x).abs().max() <= 4 / 255 + 1e-6
+
+
+class LinearInTheSum(torch.nn.Module):
+    """Logits linear in the image's pixel sum: autograd returns the input gradient as an
+    expanded view (stride 0), which the attacks must not write into."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor([1.0, -1.0, 0.5]) / 100)
+
+    def forward(self, x):
+        return self.w * x.sum(dim=(1, 2, 3), keepdim=True).flatten(1)
+
+
+@pytest.mark.parametrize("attack", ["pgd", "apgd", "fgsm"])
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_a_model_whose_input_gradient_is_an_expanded_view(attack, norm):
+    if attack == "fgsm" and norm == "l2":
+        pytest.skip("fgsm is l_inf only")
+    model, eps = LinearInTheSum(), 0.5 if norm == "l2" else 8 / 255
+    x, y = torch.rand(5, 3, 7, 9) * 0.5 + 0.25, torch.tensor([0, 0, 2, 0, 2])
+    run = {"pgd": pgd, "apgd": apgd, "fgsm": fgsm}[attack]
+    x_adv = run(model, x, y, eps, **({} if attack == "fgsm" else {"steps": 4, "norm": norm}))
+    delta = (x_adv - x).flatten(1)
+    size = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
+    assert (size <= eps + 1e-5).all() and (x_adv >= 0).all() and (x_adv <= 1).all()
+    # the loss of class 0 rises as the pixel sum falls: the attack must lower the sum
+    assert (x_adv[y == 0].sum((1, 2, 3)) < x[y == 0].sum((1, 2, 3))).all()
