@@ -216,7 +216,8 @@ class OptimConfig:
     head_lr: float | None = None
     """Peak learning rate of the new head; default: lr."""
     weight_decay: float = 0.05
-    """Decoupled weight decay of the backbone (none on biases and norms)."""
+    """Decoupled weight decay of the backbone (none on biases, norms, and what a timm backbone
+    lists in no_weight_decay(): position embeddings, class tokens, ...)."""
     head_weight_decay: float | None = None
     """Weight decay of the head; default: weight_decay."""
     betas: tuple[float, float] = (0.9, 0.95)

@@ -273,8 +273,7 @@ def finetune(cfg: RunConfig, console: Console, progress: bool) -> dict[str, Any]
         "delay_time": delay_time(clean, threshold),
         "delay_threshold": threshold,
         "val_clean_acc": clean,
-        # the schedule's budget, or 0 where the objective trains on clean images only
-        "eps_per_epoch": [r["eps"] if trainer.objective.attacks else 0.0 for r in trainer.history],
+        "eps_per_epoch": [r["eps"] for r in trainer.history],  # the budget trained at
         "schedule": results["schedule"],
         "speed": results["speed"],
         "run_dir": str(cfg.out_dir),
