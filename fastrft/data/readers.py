@@ -181,17 +181,59 @@ def _layout(name: str) -> Callable[[Path], Source]:
     return read
 
 
+def _latin1(text: str, encoding: str) -> bytes:
+    """``_codecs.encode`` as Python 3 pickles bytes at protocol <= 2, held to latin-1."""
+    if encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"refused global _codecs.encode with {encoding!r}")
+    return text.encode("latin1")
+
+
+def _numpy_globals() -> dict[tuple[str, str], Any]:
+    """The numpy callables an array, dtype or scalar pickle names, under numpy 1.x's and 2.x's
+    module names; taken from numpy's own reductions so either version resolves them."""
+    reconstruct = np.zeros(1).__reduce__()[0]
+    frombuffer = np.zeros(1).__reduce_ex__(5)[0]  # protocol 5 pickles arrays through it
+    scalar = np.int64(0).__reduce__()[0]
+    admitted = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    for core in ("numpy.core", "numpy._core"):
+        admitted[(f"{core}.multiarray", "_reconstruct")] = reconstruct
+        admitted[(f"{core}.multiarray", "scalar")] = scalar
+        admitted[(f"{core}.numeric", "_frombuffer")] = frombuffer
+    return admitted
+
+
+_CIFAR_GLOBALS = {**_numpy_globals(), ("_codecs", "encode"): _latin1}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Loads what CIFAR batches hold (dicts, lists, str, bytes, numbers, numpy arrays, dtypes
+    and scalars) and refuses every other global, so a hostile file cannot run code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _CIFAR_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(
+                f"refused global {module}.{name} (a CIFAR batch holds only dicts, lists, "
+                "bytes, numbers and numpy arrays)"
+            ) from None
+
+
 def _unpickle(path: Path) -> dict[bytes, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: CIFAR batch file not found")
     try:
         with path.open("rb") as f:
-            batch = pickle.load(f, encoding="bytes")
-    except (pickle.UnpicklingError, EOFError, OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable CIFAR batch ({err})") from err
+            batch = _CifarUnpickler(f, encoding="bytes").load()
+    except Exception as err:  # the content is arbitrary: any parse failure lands here
+        raise ValueError(f"{path}: not a readable CIFAR batch ({_one_line(err)})") from err
     if not isinstance(batch, dict):
         raise ValueError(f"{path}: not a CIFAR batch (a {type(batch).__name__}, not a dict)")
     return batch
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(f"{type(err).__name__}: {err}".split())
 
 
 def _cifar_batch(path: Path, label_key: bytes, num_classes: int) -> ArraySplit:
