@@ -28,6 +28,7 @@ from timm.data import resolve_model_data_config
 from timm.models import PretrainedCfg, clean_state_dict, get_pretrained_cfg, split_model_name_tag
 from torch import Tensor, nn
 
+from fastrft.errors import not_loadable
 from fastrft.toy import TinyCNN
 
 PARAM_GROUPS = ("backbone_decay", "backbone_no_decay", "head_decay", "head_no_decay")
@@ -278,7 +279,7 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # the file's content is arbitrary: any parse failure lands here
-        raise ValueError(f"cannot read weights file {path}: {type(err).__name__}: {err}") from err
+        raise not_loadable(path, "fastrft checkpoint or safetensors file", err) from err
     if isinstance(obj, dict):
         obj = obj.get("state_dict", obj.get("model", obj))
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from fastrft.errors import not_loadable
+
 
 def rng_state() -> dict[str, Any]:
     """Every generator a run draws from: torch (CPU and CUDA), numpy and Python's."""
@@ -101,7 +103,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many kinds for a truncated or foreign file
-        raise ValueError(f"checkpoint {str(path)!r} is unreadable: {err}") from err
+        raise not_loadable(path, "fastrft checkpoint", err) from err
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"{str(path)!r} is not a fastrft checkpoint (no 'model' entry)")
     return state
