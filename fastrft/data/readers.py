@@ -181,24 +181,71 @@ def _layout(name: str) -> Callable[[Path], Source]:
     return read
 
 
+def _refused(what: str) -> pickle.UnpicklingError:
+    return pickle.UnpicklingError(
+        f"refused {what} (a CIFAR batch holds only dicts, lists, bytes, numbers and numpy arrays "
+        "of plain numbers)"
+    )
+
+
 def _latin1(text: str, encoding: str) -> bytes:
     """``_codecs.encode`` as Python 3 pickles bytes at protocol <= 2, held to latin-1."""
     if encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError(f"refused global _codecs.encode with {encoding!r}")
+        raise _refused(f"global _codecs.encode with {encoding!r}")
     return text.encode("latin1")
 
 
+def _plain(dtype: Any) -> np.dtype:
+    """A number, bytes or str dtype rebuilt from its name. A pickled dtype's state is the file's
+    to forge: an object field whose flags say it holds none would read file bytes as pointers."""
+    if (
+        not isinstance(dtype, np.dtype)
+        or dtype.fields is not None
+        or dtype.subdtype is not None
+        or dtype.kind not in "biufcSU"
+    ):
+        raise _refused(f"numpy dtype {dtype!r}")
+    return np.dtype(dtype.str)
+
+
+class _LoadedArray(np.ndarray):
+    """An array being unpickled; its state's dtype is rebuilt plain before numpy reads the
+    bytes. The readers' np.asarray turns it back into a plain ndarray."""
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        super().__setstate__(tuple(_plain(v) if isinstance(v, np.dtype) else v for v in state))
+
+
+def _ndarray(*args: Any) -> None:
+    """Stands for numpy.ndarray: _reconstruct's first argument; never called, as
+    ndarray(shape, dtype, buffer) would read an object dtype's pointers from the file."""
+    raise _refused("call of numpy.ndarray")
+
+
 def _numpy_globals() -> dict[tuple[str, str], Any]:
-    """The numpy callables an array, dtype or scalar pickle names, under numpy 1.x's and 2.x's
-    module names; taken from numpy's own reductions so either version resolves them."""
+    """What an array, dtype or scalar pickle names, under numpy 1.x's and 2.x's module names:
+    numpy's own functions (from its reductions, so either version resolves them), each given
+    only plain dtypes."""
     reconstruct = np.zeros(1).__reduce__()[0]
     frombuffer = np.zeros(1).__reduce_ex__(5)[0]  # protocol 5 pickles arrays through it
     scalar = np.int64(0).__reduce__()[0]
-    admitted = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+
+    def reconstruct_plain(subtype: Any, shape: Any, typecode: Any) -> _LoadedArray:
+        if subtype is not _ndarray:
+            raise _refused(f"array subtype {subtype!r}")
+        return reconstruct(_LoadedArray, (0,), b"b")  # the state sets shape and dtype
+
+    admitted = {
+        ("numpy", "ndarray"): _ndarray,
+        # always a copy: the pickle's state (BUILD) then cannot alter numpy's shared dtypes
+        ("numpy", "dtype"): lambda spec, align=False, copy=False: np.dtype(spec, align, True),
+    }
     for core in ("numpy.core", "numpy._core"):
-        admitted[(f"{core}.multiarray", "_reconstruct")] = reconstruct
-        admitted[(f"{core}.multiarray", "scalar")] = scalar
-        admitted[(f"{core}.numeric", "_frombuffer")] = frombuffer
+        admitted[(f"{core}.multiarray", "_reconstruct")] = reconstruct_plain
+        admitted[(f"{core}.multiarray", "scalar")] = lambda dtype, *a: scalar(_plain(dtype), *a)
+        admitted[(f"{core}.numeric", "_frombuffer")] = lambda buf, dtype, *a: frombuffer(
+            buf, _plain(dtype), *a
+        )
     return admitted
 
 
@@ -207,16 +254,14 @@ _CIFAR_GLOBALS = {**_numpy_globals(), ("_codecs", "encode"): _latin1}
 
 class _CifarUnpickler(pickle.Unpickler):
     """Loads what CIFAR batches hold (dicts, lists, str, bytes, numbers, numpy arrays, dtypes
-    and scalars) and refuses every other global, so a hostile file cannot run code."""
+    and scalars of plain numbers) and refuses every other global, so a hostile file can
+    neither run code nor forge pointers."""
 
     def find_class(self, module: str, name: str) -> Any:
         try:
             return _CIFAR_GLOBALS[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(
-                f"refused global {module}.{name} (a CIFAR batch holds only dicts, lists, "
-                "bytes, numbers and numpy arrays)"
-            ) from None
+            raise _refused(f"global {module}.{name}") from None
 
 
 def _unpickle(path: Path) -> dict[bytes, Any]:

@@ -3,6 +3,9 @@ real files hold (dicts, lists, str, bytes, ints, numpy arrays, dtypes and scalar
 
 import os
 import pickle
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import ClassVar
 
@@ -120,3 +123,44 @@ def test_train_on_a_hostile_batch_exits_2_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "test_batch" in err and "builtins.exec" in err and len(err.splitlines()) == 1
     assert not victim.exists()
+
+
+class _ForgedDtype:
+    """A dtype with an object field whose pickled flags say it holds no objects."""
+
+    def __reduce__(self):
+        state = (3, "|", None, ("a",), {"a": (np.dtype("O"), 0)}, 8, 1, 0)
+        return np.dtype, ("V8", False, True), state
+
+
+class _Forged:
+    """numpy reductions that would read file bytes as object pointers (a crash, or worse)."""
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    def __reduce__(self):
+        pointers = b"A" * 8
+        if self.how == "ndarray":
+            return np.ndarray, ((1,), np.dtype(object), pointers)
+        if self.how == "frombuffer":
+            return np.zeros(1).__reduce_ex__(5)[0], (pointers, _ForgedDtype(), (1,), "C")
+        reconstruct = np.zeros(1).__reduce__()[0]
+        return reconstruct, (np.ndarray, (0,), b"b"), (1, (1,), _ForgedDtype(), False, pointers)
+
+
+@pytest.mark.parametrize("how", ["ndarray", "frombuffer", "setstate"])
+def test_numpy_reductions_cannot_forge_pointers(tmp_path, how):
+    """In a subprocess: on failure, the forged pointers may crash the interpreter."""
+    _write_cifar(tmp_path, pickle.dumps)
+    (tmp_path / "test_batch").write_bytes(pickle.dumps({**_batch(), b"data": _Forged(how)}))
+    script = (
+        "import sys; from fastrft.data.readers import load_source\n"
+        "try: load_source(__import__('pathlib').Path(sys.argv[1]), 'cifar')\n"
+        "except ValueError as err: print(err)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert re.search(r"test_batch: .*refused", done.stdout), done.stdout
