@@ -4,6 +4,8 @@ the input gradient. Attacks know nothing of training; the model maps pixels to l
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Literal, TypeVar
@@ -32,11 +34,33 @@ def _capturing(x: Tensor) -> bool:
     return x.is_cuda and torch.cuda.is_current_stream_capturing()
 
 
+def _check_budget(name: str, value: object, example: str) -> None:
+    """A step size or budget given as a number: finite and non-negative (numpy's too)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        kind = "a bool" if isinstance(value, bool) else type(value).__name__
+        raise ValueError(
+            f"{name} must be a finite non-negative number (e.g. {example}), got {value!r} ({kind})"
+        )
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"{name} must be a finite non-negative number (e.g. {example}), got {value!r}"
+        )
+
+
+def _check_per_sample(name: str, value: Tensor, n: int) -> None:
+    if value.numel() not in (1, n):
+        raise ValueError(
+            f"{name} must be a float or hold one value per sample ({n}), "
+            f"got shape {tuple(value.shape)}"
+        )
+
+
 def check_inputs(
     x: Tensor,
     y: Tensor,
     eps: float | Tensor,
     *,
+    alpha: float | Tensor | None = None,
     steps: int = 1,
     loss: str | LossFn = "ce",
     targeted: bool = False,
@@ -45,7 +69,8 @@ def check_inputs(
 ) -> None:
     """Raise a ValueError that names the bad argument and says how to fix it.
 
-    Checks that read tensor values (x in [0, 1], eps >= 0) synchronise with the device;
+    ``alpha`` (a step size, None where the attack sets its own) must be > 0, or 0 where eps
+    is 0. Checks that read tensor values (x in [0, 1], eps >= 0) synchronise with the device;
     they are skipped with ``validate_values=False`` and during CUDA graph capture.
     """
     if not isinstance(x, Tensor) or not torch.is_floating_point(x):
@@ -54,8 +79,13 @@ def check_inputs(
             f"x must be a float tensor of pixels in [0, 1], got {kind}; "
             "convert uint8 images with x.float() / 255"
         )
-    if x.dim() < 2:
-        raise ValueError(f"x must be batched (N, C, H, W), got shape {tuple(x.shape)}")
+    if x.dim() in (0, 1, 3):  # a single (C, H, W) image would pass its channels as images
+        raise ValueError(
+            f"x must be a batch (N, C, H, W), got shape {tuple(x.shape)}; pass a single image "
+            "as x[None]"
+        )
+    if x.shape[0] == 0:
+        raise ValueError(f"x is an empty batch (shape {tuple(x.shape)}); pass at least one image")
     labels = not callable(loss)  # a loss function of one's own may take any per-sample target
     if not isinstance(y, Tensor) or y.dim() == 0:
         raise ValueError("y must be a tensor with one row per sample")
@@ -82,25 +112,39 @@ def check_inputs(
         raise ValueError(f"targeted attacks support loss='ce' only, got loss={loss!r}")
     if model_mode not in ("eval", "train", "keep"):
         raise ValueError(f"model_mode must be 'eval', 'train' or 'keep', got {model_mode!r}")
-    if isinstance(eps, Tensor):
-        if eps.numel() not in (1, x.shape[0]):
-            raise ValueError(
-                f"eps must be a float or hold one value per sample ({x.shape[0]}), "
-                f"got shape {tuple(eps.shape)}"
-            )
-    elif not isinstance(eps, (int, float)) or eps != eps or eps < 0:
-        raise ValueError(f"eps must be a non-negative number (e.g. 8/255), got {eps!r}")
+    for name, value, example in (("eps", eps, "8/255"), ("alpha", alpha, "2/255")):
+        if isinstance(value, Tensor):
+            _check_per_sample(name, value, x.shape[0])
+        elif value is not None:
+            _check_budget(name, value, example)
+    if not isinstance(alpha, Tensor) and alpha == 0 and not isinstance(eps, Tensor) and eps:
+        raise ValueError(f"alpha must be > 0 with eps {eps!r} (a step of 0 never moves)")
     if not validate_values or _capturing(x):
         return
     if isinstance(eps, Tensor) and not bool(torch.isfinite(eps).all() & (eps >= 0).all()):
         raise ValueError(
             f"eps must be non-negative and finite for every sample, got min {eps.min().item():.4g}"
         )
+    if isinstance(alpha, Tensor) or (isinstance(eps, Tensor) and alpha == 0):
+        _check_step_values(alpha, eps, x)
     lo, hi = torch.aminmax(x.detach())
+    if math.isnan(lo.item()) or math.isnan(hi.item()):
+        raise ValueError("x holds NaN pixels; pixels must be numbers in [0, 1]")
     if lo.item() < 0 or hi.item() > 1:
         raise ValueError(
             f"x must hold pixels in [0, 1], got values in [{lo.item():.4g}, "
             f"{hi.item():.4g}]; the model, not the input, owns normalisation"
+        )
+
+
+def _check_step_values(alpha: float | Tensor, eps: float | Tensor, x: Tensor) -> None:
+    """alpha finite and > 0 for every sample, or 0 where eps is 0 (the step then never moves)."""
+    n = x.shape[0]
+    a, e = per_sample(alpha, n, x.device), per_sample(eps, n, x.device)
+    if not bool((torch.isfinite(a) & ((a > 0) | ((a == 0) & (e == 0)))).all()):
+        raise ValueError(
+            f"alpha must be finite and > 0 for every sample with eps > 0, got min "
+            f"{a.min().item():.4g}"
         )
 
 
@@ -148,6 +192,7 @@ def prepare(
     y: Tensor,
     eps: float | Tensor,
     *,
+    alpha: float | Tensor | None = None,
     norm: str,
     steps: int,
     loss: str | LossFn,
@@ -164,6 +209,7 @@ def prepare(
         x,
         y,
         eps,
+        alpha=alpha,
         steps=steps,
         loss=loss,
         targeted=targeted,

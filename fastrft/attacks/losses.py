@@ -20,6 +20,10 @@ def dlr(logits: Tensor, y: Tensor) -> Tensor:
 
     -(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3 + 1e-12), with z_pi sorted descending.
     """
+    if logits.shape[1] < 3:
+        raise ValueError(
+            f"loss='dlr' needs at least 3 classes, the model gives {logits.shape[1]}; use loss='ce'"
+        )
     top3 = logits.topk(3, dim=1).values
     z_y = logits.gather(1, y[:, None]).squeeze(1)
     y_is_top = logits.argmax(1) == y

@@ -74,6 +74,7 @@ def pgd(
         x,
         y,
         eps,
+        alpha=alpha,
         norm=norm,
         steps=steps,
         loss=loss,

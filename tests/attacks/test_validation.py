@@ -1,5 +1,6 @@
 """Bad input gets a ValueError that names the argument."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,7 +15,7 @@ def model():
 X, Y = torch.rand(2, 3, 4, 4), torch.tensor([0, 1])
 
 CASES = [
-    ({"eps": -0.1}, "eps must be a non-negative"),
+    ({"eps": -0.1}, "eps must be a finite non-negative"),
     ({"eps": torch.tensor([0.1, -0.1])}, "eps must be non-negative"),
     ({"eps": torch.ones(3)}, "one value per sample"),
     ({"steps": 0}, "steps must be an integer >= 1"),
@@ -42,7 +43,7 @@ def test_bad_argument_is_named(model, attack, change, match):
 
 
 def test_fgsm_checks_too(model):
-    with pytest.raises(ValueError, match="eps must be a non-negative"):
+    with pytest.raises(ValueError, match="eps must be a finite non-negative"):
         fgsm(model, X, Y, -1.0)
 
 
@@ -78,3 +79,58 @@ def test_fgsm_takes_linf_by_any_spelling(model):
     a = fgsm(model, X, Y, 4 / 255, norm="Linf")
     torch.manual_seed(1)
     assert torch.equal(a, fgsm(model, X, Y, 4 / 255))
+
+
+NAN_PIXEL = X.clone().index_put_((torch.tensor(0),), torch.tensor(float("nan")))
+INPUT_CASES = [
+    ({"x": X[:0], "y": Y[:0]}, "x is an empty batch"),
+    ({"x": X[0], "y": torch.tensor([0, 1, 2])}, r"x must be a batch \(N, C, H, W\).*x\[None\]"),
+    ({"x": NAN_PIXEL}, "x holds NaN pixels"),
+    ({"eps": float("inf")}, "eps must be a finite"),
+    ({"eps": True}, r"eps must be a finite non-negative number.*got True \(a bool\)"),
+    ({"eps": torch.tensor([0.1, float("nan")])}, "eps must be non-negative and finite"),
+]
+
+
+@pytest.mark.parametrize("attack", ["pgd", "apgd", "fgsm"])
+@pytest.mark.parametrize(("change", "match"), INPUT_CASES)
+def test_bad_input_is_named(model, attack, change, match):
+    args = {"x": X, "y": Y, "eps": 4 / 255, **change}
+    fn = {"pgd": pgd, "apgd": apgd, "fgsm": fgsm}[attack]
+    with pytest.raises(ValueError, match=match):
+        fn(model, **args)
+
+
+@pytest.mark.parametrize(
+    "alpha", [0.0, -0.1, float("nan"), float("inf"), True, torch.tensor([0.1, 0.0])]
+)
+@pytest.mark.parametrize("attack", ["pgd", "fgsm"])
+def test_bad_step_size_is_named(model, attack, alpha):
+    fn = {"pgd": pgd, "fgsm": fgsm}[attack]
+    with pytest.raises(ValueError, match="alpha must be"):
+        fn(model, X, Y, 4 / 255, alpha=alpha)
+
+
+def test_zero_budget_takes_a_zero_step(model):
+    """eps 0 (an eps schedule's first epoch): the derived step is 0 and the input comes back."""
+    assert torch.equal(fgsm(model, X, Y, 0.0), X)
+    assert torch.equal(pgd(model, X, Y, torch.zeros(2), alpha=torch.zeros(2), steps=2), X)
+
+
+@pytest.mark.parametrize("attack", ["pgd", "apgd", "fgsm"])
+@pytest.mark.parametrize("to_numpy", [np.float32, np.float64, np.int64])
+def test_numpy_eps_is_a_number(model, attack, to_numpy):
+    fn = {"pgd": pgd, "apgd": apgd, "fgsm": fgsm}[attack]
+    eps = 4 / 255 if to_numpy is not np.int64 else 0
+    torch.manual_seed(0)
+    want = fn(model, X, Y, float(to_numpy(eps)))
+    torch.manual_seed(0)
+    assert torch.equal(fn(model, X, Y, to_numpy(eps)), want)
+
+
+@pytest.mark.parametrize("attack", ["pgd", "apgd"])
+def test_dlr_needs_three_classes(attack):
+    two = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 2))
+    fn = {"pgd": pgd, "apgd": apgd}[attack]
+    with pytest.raises(ValueError, match=r"loss='dlr' needs at least 3 classes.*2.*loss='ce'"):
+        fn(two, X, Y, 4 / 255, loss="dlr")
