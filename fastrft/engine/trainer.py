@@ -124,7 +124,7 @@ class Trainer:
             self.net, self.objective, self.optimizer, self.speed.autocast, self.attacker.run
         )
         self._graph: CapturedCall | None = None  # the captured step (speed.graph_step)
-        self.checkpointer = Checkpointer(self.run_dir / "checkpoints")
+        self.checkpointer = Checkpointer(self.run_dir / "checkpoints", warn=self._warn)
         self.history: list[dict[str, Any]] = []
         self.log = MetricsLog(self.run_dir) if self.dist.main else None
 
@@ -179,6 +179,10 @@ class Trainer:
         if self.dist.main:
             self.console.print(f"resuming {self.run_dir} after epoch {state['epoch']}")
         return state["epoch"] + 1
+
+    def _warn(self, message: str) -> None:
+        if self.dist.main:
+            self.console.print(message, markup=False, highlight=False)
 
     def _check_same_run(self, saved: Path) -> None:
         """The run directory's config must be this one; only the speed levers, which change

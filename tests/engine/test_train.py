@@ -206,6 +206,20 @@ def test_finished_run_is_resumed_not_redone(tmp_path):
     assert (out / "metrics.jsonl").read_text() == before
 
 
+def test_a_resume_from_prev_says_so_and_keeps_it(tmp_path, capsys):
+    """last.pt unreadable: the run resumes from prev.pt, says so, and its next save keeps
+    prev.pt (it used to move the corrupt last.pt over it, leaving nothing readable)."""
+    out = _train(tmp_path, "epochs=2")
+    (out / "results.json").unlink()
+    (out / "checkpoints" / "last.pt").write_bytes(b"")
+    capsys.readouterr()
+    _train(tmp_path, "epochs=2")
+    err = capsys.readouterr().err
+    assert re.search(r"warning: .*last\.pt.* is empty.*falling back to .*prev\.pt \(epoch 0\)", err)
+    assert load_checkpoint(out / "checkpoints" / "prev.pt")["epoch"] == 0
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] == 1
+
+
 def test_other_config_in_same_run_dir_is_refused(tmp_path):
     _train(tmp_path, "epochs=1")
     with pytest.raises(SystemExit) as exit_info:
