@@ -6,6 +6,7 @@ objective gives the loss, the optimizer steps; then validation, logs, a checkpoi
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -19,6 +20,7 @@ from rich.console import Console
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from fastrft import locks
 from fastrft.attacks import apgd, pgd
 from fastrft.config import ConfigError, RunConfig, save_config, to_yaml
 from fastrft.data import build_loaders
@@ -126,6 +128,9 @@ class Trainer:
         self._graph: CapturedCall | None = None  # the captured step (speed.graph_step)
         self.checkpointer = Checkpointer(self.run_dir / "checkpoints", warn=self._warn)
         self.history: list[dict[str, Any]] = []
+        # held until fit() ends: two runs in one directory would interleave logs and
+        # checkpoints; taken before anything is written there, after the config's checks
+        self._lock = self._lock_run_dir() if self.dist.main else None
         self.log = MetricsLog(self.run_dir) if self.dist.main else None
 
     # -- the run -------------------------------------------------------------------------
@@ -153,7 +158,16 @@ class Trainer:
         finally:
             if self.log is not None:
                 self.log.close()
+            if self._lock is not None:
+                os.close(self._lock)
+                self._lock = None
             close_distributed(self.dist)
+
+    def _lock_run_dir(self) -> int:
+        try:
+            return locks.acquire(self.run_dir, f"out_dir: {self.run_dir} is in use by another run")
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
 
     def _resume(self) -> int:
         self.run_dir.mkdir(parents=True, exist_ok=True)

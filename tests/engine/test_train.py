@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -227,6 +228,46 @@ def test_other_config_in_same_run_dir_is_refused(tmp_path):
     assert exit_info.value.code == 2
 
 
+def _paused(tmp_path, cmd):
+    """The `fastrft train` command ``cmd`` run until it pauses for good after its first
+    checkpoint and one more step (so a kill lands mid-epoch whatever the machine's speed)."""
+    paused = tmp_path / "paused"
+    driver = [sys.executable, "-m", "tests.engine.paused_train", str(paused), *cmd[4:]]
+    proc = subprocess.Popen(driver, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while not paused.exists() and proc.poll() is None:
+        time.sleep(0.05)
+    if not paused.exists():
+        _, err = proc.communicate()
+        pytest.fail(f"the paused run ended before its pause: {err.decode()[-2000:]}")
+    return proc
+
+
+def _kill(proc):
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+
+
+def _files(folder):
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_run_directory_in_use_is_refused_until_its_holder_dies(tmp_path):
+    """A second run on an out_dir a run is using exits 2 naming the holder, and touches
+    nothing there; the lock dies with its holder (SIGKILL included)."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "fastrft", "train", "--no-progress", *TINY, f"out_dir={out}"]
+    holder = _paused(tmp_path, cmd)
+    before = _files(out)
+    second = subprocess.run(cmd, capture_output=True, text=True)
+    assert second.returncode == 2, second.stderr[-2000:]
+    assert len(second.stderr.strip().splitlines()) == 1, second.stderr
+    assert f"pid {holder.pid} on {socket.gethostname()}" in second.stderr, second.stderr
+    assert _files(out) == before
+    _kill(holder)
+    subprocess.run(cmd, check=True, capture_output=True)
+    assert (out / "results.json").exists()
+
+
 def test_resume_after_sigkill_gives_the_same_result(tmp_path):
     """Kill a run mid-epoch with SIGKILL, rerun the same command: the final metrics equal
     those of an uninterrupted run."""
@@ -237,17 +278,9 @@ def test_resume_after_sigkill_gives_the_same_result(tmp_path):
         check=True,
         capture_output=True,
     )
-    cut, paused = tmp_path / "cut", tmp_path / "paused"
+    cut = tmp_path / "cut"
     cmd = [sys.executable, "-m", "fastrft", "train", "--no-progress", *args, f"out_dir={cut}"]
-    # the same command, stopped after the first checkpoint and one more step: the kill
-    # lands mid-epoch whatever the machine's speed
-    driver = [sys.executable, "-m", "tests.engine.paused_train", str(paused), *cmd[4:]]
-    proc = subprocess.Popen(driver, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    while not paused.exists() and proc.poll() is None:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    _, err = proc.communicate()
-    assert paused.exists(), f"the paused run ended before its pause: {err.decode()[-2000:]}"
+    _kill(_paused(tmp_path, cmd))
     assert load_checkpoint(cut / "checkpoints" / "last.pt")["epoch"] == 0
     assert not (cut / "results.json").exists()
     subprocess.run(cmd, check=True, capture_output=True)
