@@ -5,6 +5,7 @@ objective gives the loss, the optimizer steps; then validation, logs, a checkpoi
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -42,6 +43,10 @@ from .speed import resolve_speed
 from .step import capture_step, robust_step
 
 CHECK_EVERY = 20  # steps between host syncs (progress, the finite-loss check)
+EPOCHS_FIXED = (
+    " (a run cannot resume under another epoch count: the eps schedule and the learning-rate"
+    " plan are laid out over its epochs)"
+)
 
 
 class Trainer:
@@ -131,7 +136,7 @@ class Trainer:
         # held until fit() ends: two runs in one directory would interleave logs and
         # checkpoints; taken before anything is written there, after the config's checks
         self._lock = self._lock_run_dir() if self.dist.main else None
-        self.log = MetricsLog(self.run_dir) if self.dist.main else None
+        self.log: MetricsLog | None = None  # opened once the directory is known to hold this run
 
     # -- the run -------------------------------------------------------------------------
 
@@ -170,14 +175,20 @@ class Trainer:
             raise ConfigError(str(err)) from err
 
     def _resume(self) -> int:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         saved = self.run_dir / "config.yaml"
-        if saved.exists():
-            self._check_same_run(saved)
         state = self.checkpointer.load()
-        if state is None:
-            if self.dist.main:
+        # what the run was trained under: its checkpoint's own config (config.yaml may be gone
+        # or edited), or config.yaml for a run stopped before its first checkpoint
+        ran = state["config"] if state is not None else None
+        if ran is None and saved.exists():
+            ran = saved.read_text()
+        if ran is not None:
+            self._check_same_run(yaml.safe_load(ran))
+        if self.dist.main:
+            if not saved.exists() or saved.read_text() != to_yaml(self.cfg):
                 save_config(self.cfg, saved)
+            self.log = MetricsLog(self.run_dir)
+        if state is None:
             if self.log is not None:  # records of a run stopped before its first checkpoint
                 self.log.truncate_after(-1)
             return 0
@@ -198,20 +209,20 @@ class Trainer:
         if self.dist.main:
             self.console.print(message, markup=False, highlight=False)
 
-    def _check_same_run(self, saved: Path) -> None:
-        """The run directory's config must be this one; only the speed levers, which change
-        how fast a run goes and not what it computes, may differ (a run may go on where a
-        lever cannot: another machine, or a capture torch refused)."""
-        before = yaml.safe_load(saved.read_text())
+    def _check_same_run(self, ran: dict[str, Any]) -> None:
+        """``ran``, the config the run directory's run was trained under, must be this one;
+        only the speed levers, which change how fast a run goes and not what it computes, may
+        differ (a run may go on where a lever cannot: another machine, or a capture torch
+        refused)."""
         now = yaml.safe_load(to_yaml(self.cfg))
-        if {**before, "speed": None} != {**now, "speed": None}:
+        differ = _differences({**ran, "speed": None}, {**now, "speed": None})
+        if differ:
             raise ConfigError(
-                f"out_dir: {self.run_dir} holds a run with another config; use a "
-                "new out_dir, or the same config (and overrides) to resume it"
+                f"out_dir: {self.run_dir} holds a run with another config ({'; '.join(differ)})"
+                ": use a new out_dir, or the same config (and overrides) to resume it"
             )
-        if before.get("speed") != now["speed"] and self.dist.main:
+        if ran.get("speed") != now["speed"] and self.dist.main:
             self.console.print(f"resuming with other speed settings: {now['speed']}")
-            save_config(self.cfg, saved)
 
     def _load_optimizer(self, state: dict[str, Any]) -> None:
         """The optimizer's saved state, the way this run steps: a checkpoint (loaded on the
@@ -458,6 +469,19 @@ class Trainer:
                 f"{self.run_dir / 'results.json'}"
             )
         return results
+
+
+def _differences(ran: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """Each dotted key whose value differs between two configs, with both values."""
+    out = []
+    for key in [*ran, *(k for k in now if k not in ran)]:
+        a, b = ran.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            why = EPOCHS_FIXED if f"{prefix}{key}" == "epochs" else ""
+            out.append(f"{prefix}{key} is {json.dumps(a)} in the run, {json.dumps(b)} here{why}")
+    return out
 
 
 def _summary(r: dict[str, Any], val_eps: float) -> str:

@@ -268,6 +268,32 @@ def test_a_run_directory_in_use_is_refused_until_its_holder_dies(tmp_path):
     assert (out / "results.json").exists()
 
 
+@pytest.mark.parametrize(
+    ("change", "expected", "config_yaml"),
+    [
+        ("optim.lr=1e-3", r"optim\.lr is 0\.003 in the run, 0\.001 here", "deleted"),
+        ("epochs=2", r"epochs is 1 in the run, 2 here .*learning-rate", "kept"),
+    ],
+)
+def test_a_resume_under_another_config_names_what_differs(
+    tmp_path, capsys, change, expected, config_yaml
+):
+    """The checkpoint's own config is the reference: without config.yaml, a run under another
+    config is still refused (it used to resume), and the refusal names the keys and values."""
+    out = _train(tmp_path, "epochs=1")
+    if config_yaml == "deleted":
+        (out / "config.yaml").unlink()
+    before = _files(out)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        _train(tmp_path, "epochs=1", change)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert re.search(expected, err), err
+    lock = out / ".lock"  # the refused run held the lock, and wrote itself in as its holder
+    assert {**_files(out), lock: None} == {**before, lock: None}
+
+
 def test_resume_after_sigkill_gives_the_same_result(tmp_path):
     """Kill a run mid-epoch with SIGKILL, rerun the same command: the final metrics equal
     those of an uninterrupted run."""
