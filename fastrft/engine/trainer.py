@@ -31,7 +31,7 @@ from fastrft.models import build_model
 from fastrft.objectives import make_objective
 from fastrft.optim import build_optimizer, cosine_with_warmup, group_size, updates_per_epoch
 from fastrft.schedules import make_schedule
-from fastrft.sweep.rundir import write_json_atomic
+from fastrft.sweep.rundir import read_results, write_json_atomic
 
 from .attacker import Attacker
 from .checkpoint import Checkpointer, rng_state, set_rng_state
@@ -147,6 +147,9 @@ class Trainer:
         it; raising there stops the run)."""
         try:
             start = self._resume()
+            finished = self._finished_results() if start == self.cfg.epochs else None
+            if finished is not None:
+                return finished
             for epoch in range(start, self.cfg.epochs):
                 record = self._train_epoch(epoch)
                 record.update(self._validate())
@@ -167,6 +170,20 @@ class Trainer:
                 os.close(self._lock)
                 self._lock = None
             close_distributed(self.dist)
+
+    def _finished_results(self) -> dict[str, Any] | None:
+        """The results.json of a run whose every epoch is trained, or None where its final
+        evaluation has still to run (a run stopped during it)."""
+        path = self.run_dir / "results.json"
+        results = read_results(self.run_dir)
+        if results is not None and self.dist.main:
+            self.console.print(
+                f"{self.run_dir} is finished (all {self.cfg.epochs} epochs): its results are in "
+                f"{path}; to evaluate it again, run `fastrft eval {self.run_dir}`",
+                markup=False,
+                highlight=False,
+            )
+        return results
 
     def _lock_run_dir(self) -> int:
         try:
@@ -201,7 +218,7 @@ class Trainer:
         self.history = list(state["history"])
         if self.log is not None:
             self.log.truncate_after(state["epoch"])
-        if self.dist.main:
+        if self.dist.main and state["epoch"] + 1 < self.cfg.epochs:
             self.console.print(f"resuming {self.run_dir} after epoch {state['epoch']}")
         return state["epoch"] + 1
 

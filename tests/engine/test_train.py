@@ -20,6 +20,7 @@ from rich.console import Console
 from fastrft.cli import main
 from fastrft.config import ConfigError, load_config
 from fastrft.engine import Trainer, TrainingDiverged
+from fastrft.engine import trainer as trainer_module
 from fastrft.engine.checkpoint import load_checkpoint
 from fastrft.engine.devices import pick_device
 from fastrft.engine.distributed import Dist
@@ -200,11 +201,26 @@ def test_compiled_model_trains(tmp_path):
     assert len(_records(out)) == 2 and (out / "results.json").exists()
 
 
-def test_finished_run_is_resumed_not_redone(tmp_path):
+def test_a_finished_run_says_so_and_is_not_evaluated_again(tmp_path, capsys, monkeypatch):
+    """Rerun, a finished run (last epoch checkpointed, results.json written) says where its
+    results are and how to evaluate again; fit() gives the stored results (the demo reads
+    them). It used to say "resuming after epoch 2" and evaluate all over again."""
     out = _train(tmp_path)
-    before = (out / "metrics.jsonl").read_text()
+    before = _files(out)
+    evaluations, evaluate = [], trainer_module.paper_metrics
+    monkeypatch.setattr(
+        trainer_module, "paper_metrics", lambda *a, **k: evaluations.append(a) or evaluate(*a, **k)
+    )
+    capsys.readouterr()
     _train(tmp_path)
-    assert (out / "metrics.jsonl").read_text() == before
+    err = capsys.readouterr().err
+    assert "resuming" not in err and "finished" in err, err
+    assert f"{out / 'results.json'}" in err and f"fastrft eval {out}" in err, err
+    assert evaluations == []
+    lock = out / ".lock"  # the rerun held the lock, and wrote itself in as its holder
+    assert {**_files(out), lock: None} == {**before, lock: None}
+    results = Trainer(load_config([], [*TINY, f"out_dir={out}"]), progress=False).fit()
+    assert results == json.loads((out / "results.json").read_text()) and evaluations == []
 
 
 def test_a_resume_from_prev_says_so_and_keeps_it(tmp_path, capsys):
