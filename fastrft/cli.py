@@ -250,8 +250,6 @@ def _eval(args: argparse.Namespace) -> None:
     from fastrft.sweep.rundir import write_json_atomic
 
     path = Path(args.checkpoint)
-    if path.is_dir():
-        path = path / "checkpoints" / "last.pt"
     results = evaluate_checkpoint(
         path,
         eps_max=args.eps_max,
@@ -261,7 +259,7 @@ def _eval(args: argparse.Namespace) -> None:
         precision=args.precision,
         overrides=args.overrides,
     )
-    out = args.out or path.parent.parent / "eval.json"
+    out = args.out or (path if path.is_dir() else path.parent.parent) / "eval.json"
     write_json_atomic(out, results)
     grid, curve = results["eps_grid"], results["accuracy_curve"]
     for eps, acc in zip(grid, curve, strict=True):

@@ -409,7 +409,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="report folder, with each run's directory inside (default runs/demo, "
         "runs/demo-quick with --quick); "
-        "rerunning on it resumes, so finished runs are only evaluated again",
+        "rerunning on it resumes, and finished runs are read back, not redone",
     )
     o.add_argument(
         "--cache-dir",

@@ -359,13 +359,14 @@ def evaluate_checkpoint(
     overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The paper's evaluation of a saved run on its validation split, as its training ended
-    (:func:`paper_metrics`): the run's eval.* settings and seed, with the model in the run's
+    (:func:`paper_metrics`). ``path`` is a checkpoint file, or a run directory whose newest
+    readable checkpoint is read as a resume reads it (``prev.pt`` when ``last.pt`` is
+    unreadable, with a warning). The run's eval.* settings and seed, with the model in the run's
     memory layout, unless given here. ``attack`` "autoattack" runs AutoAttack once per budget.
     ``overrides`` are config keys (e.g. data.root=PATH, device=cpu) applied over the run's
     saved config, and are checked as at training."""
     from fastrft.config import load_config
     from fastrft.data import build_loaders
-    from fastrft.engine.checkpoint import load_checkpoint
     from fastrft.engine.devices import pick_device
     from fastrft.engine.distributed import Dist
     from fastrft.engine.speed import resolve_speed
@@ -380,7 +381,7 @@ def evaluate_checkpoint(
         "eval.precision": precision,
     }
     options = [f"{key}={value}" for key, value in given.items() if value is not None]
-    state = load_checkpoint(path)
+    path, state = _read_checkpoint(Path(path))
     cfg = load_config([], [*options, *overrides], base=yaml.safe_load(state["config"]))
     device = pick_device(cfg.device, Dist())  # as training picks it, and checks it
     channels_last = resolve_speed(cfg.speed, device).channels_last  # the trainer's layout
@@ -391,3 +392,16 @@ def evaluate_checkpoint(
         model.to(memory_format=torch.channels_last)
     batches = build_loaders(cfg.data, device, seed=cfg.seed, channels_last=channels_last).val
     return {"checkpoint": str(path), **paper_metrics(model, batches, cfg, autoattack)}
+
+
+def _read_checkpoint(path: Path) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint file ``path`` or, for a run directory, its newest readable one."""
+    from fastrft.engine.checkpoint import Checkpointer, load_checkpoint
+
+    if not path.is_dir():
+        return path, load_checkpoint(path)
+    checkpointer = Checkpointer(path / "checkpoints")
+    state = checkpointer.load()
+    if state is None:
+        raise FileNotFoundError(f"no checkpoint in {checkpointer.folder}")
+    return checkpointer.loaded_from, state

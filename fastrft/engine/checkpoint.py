@@ -1,9 +1,10 @@
 """Checkpoints that survive a crash: written atomically, loaded with weights_only.
 
-Each save writes a temporary file beside the target, fsyncs it, moves the previous
-checkpoint to ``prev.pt`` and renames the new one over ``last.pt``. A crash at any point
-leaves at least one complete checkpoint; loading falls back to ``prev.pt`` if ``last.pt`` is
-missing or unreadable. Everything saved is tensors and plain Python values, so
+Each save writes a temporary file beside the target and fsyncs it, then moves ``last.pt`` to
+``prev.pt`` if it is readable (a corrupt one is simply replaced, so the good ``prev.pt`` stays)
+and renames the new one over ``last.pt``. A crash at any point leaves at least one complete
+checkpoint; loading falls back to ``prev.pt``, with a warning, if ``last.pt`` is missing or
+unreadable. Everything saved is tensors and plain Python values, so
 ``torch.load(weights_only=True)`` reads it.
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import os
 import random
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,44 +58,89 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def save_atomic(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file, fsync, rename over ``path``."""
-    path = Path(path)
+def _write_synced(obj: Any, path: Path) -> Path:
+    """torch.save to a temporary file beside ``path``, fsynced; the temporary file's path."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as f:
         torch.save(obj, f)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
+    return tmp
+
+
+def save_atomic(obj: Any, path: str | Path) -> None:
+    """torch.save to a temporary file, fsync, rename over ``path``."""
+    path = Path(path)
+    os.replace(_write_synced(obj, path), path)
     _fsync_dir(path.parent)
 
 
-class Checkpointer:
-    """``last.pt`` and ``prev.pt`` in a run's checkpoint folder."""
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
-    def __init__(self, folder: str | Path) -> None:
+
+class Checkpointer:
+    """``last.pt`` and ``prev.pt`` in a run's checkpoint folder. ``warn`` gets the one-line
+    warning of a load that fell back to ``prev.pt``."""
+
+    def __init__(self, folder: str | Path, warn: Callable[[str], None] = _to_stderr) -> None:
         self.folder = Path(folder)
         self.last, self.prev = self.folder / "last.pt", self.folder / "prev.pt"
+        self.warn = warn
+        self.loaded_from: Path | None = None  # the file the last load() read
+        self._last_readable: bool | None = None  # known since a load or save; None: unknown
 
     def save(self, state: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        if self.last.exists():
+        tmp = _write_synced(state, self.last)
+        if self._last_is_readable():
             os.replace(self.last, self.prev)
-        save_atomic(state, self.last)
+        os.replace(tmp, self.last)
+        _fsync_dir(self.folder)
+        self._last_readable = True
+
+    def _last_is_readable(self) -> bool:
+        if self._last_readable is None:
+            try:
+                _load(self.last)
+                self._last_readable = True
+            except (OSError, ValueError):
+                self._last_readable = False
+        return self._last_readable
 
     def load(self) -> dict[str, Any] | None:
         """The newest readable checkpoint, or None if there is none."""
-        errors = []
+        problems = []
         for path in (self.last, self.prev):
             if not path.exists():
+                problems.append(f"{path.name} is missing")
                 continue
             try:
-                return load_checkpoint(path)
+                state = _load(path)
             except ValueError as err:
-                errors.append(str(err))
-        if errors:
-            raise ValueError("no readable checkpoint: " + "; ".join(errors))
+                problems.append(_one_line(err))
+                continue
+            self._last_readable, self.loaded_from = path == self.last, path
+            if problems:
+                epoch = state["epoch"]
+                self.warn(f"warning: {problems[0]}; falling back to {path} (epoch {epoch})")
+            return state
+        if self.prev.exists() or self.last.exists():
+            raise ValueError(
+                f"no readable checkpoint in {self.folder}: {'; '.join(problems)}; move the "
+                "folder away to start the run afresh"
+            )
         return None
+
+
+def _load(path: Path) -> dict[str, Any]:
+    if path.stat().st_size == 0:  # torch's error for it is empty
+        raise ValueError(f"checkpoint {str(path)!r} is empty (its write was cut short)")
+    return load_checkpoint(path)
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

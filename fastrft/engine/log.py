@@ -17,18 +17,24 @@ class MetricsLog:
 
     def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
         self.path = run_dir / "metrics.jsonl"
+        self.tensorboard = run_dir / "tensorboard" if tensorboard else None
         self.writer = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
 
-                self.writer = SummaryWriter(str(run_dir / "tensorboard"))
-            except ImportError:  # tensorboard is an optional extra
-                self.writer = None
+    def _open_writer(self) -> None:
+        """TensorBoard's writer, made at the first record: a run that writes none (a finished
+        one, rerun) leaves no empty event file behind."""
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.tensorboard))
+        except ImportError:  # tensorboard is an optional extra
+            self.tensorboard = None
 
     def write(self, record: dict[str, Any]) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+        if self.writer is None and self.tensorboard is not None:
+            self._open_writer()
         if self.writer is not None:
             step = record.get("epoch", 0)
             for key, value in record.items():

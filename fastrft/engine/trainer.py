@@ -5,7 +5,9 @@ objective gives the loss, the optimizer steps; then validation, logs, a checkpoi
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -19,6 +21,7 @@ from rich.console import Console
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from fastrft import locks
 from fastrft.attacks import apgd, pgd
 from fastrft.config import ConfigError, RunConfig, save_config, to_yaml
 from fastrft.data import build_loaders
@@ -28,7 +31,7 @@ from fastrft.models import build_model
 from fastrft.objectives import make_objective
 from fastrft.optim import build_optimizer, cosine_with_warmup, group_size, updates_per_epoch
 from fastrft.schedules import make_schedule
-from fastrft.sweep.rundir import write_json_atomic
+from fastrft.sweep.rundir import read_results, write_json_atomic
 
 from .attacker import Attacker
 from .checkpoint import Checkpointer, rng_state, set_rng_state
@@ -40,6 +43,10 @@ from .speed import resolve_speed
 from .step import capture_step, robust_step
 
 CHECK_EVERY = 20  # steps between host syncs (progress, the finite-loss check)
+EPOCHS_FIXED = (
+    " (a run cannot resume under another epoch count: the eps schedule and the learning-rate"
+    " plan are laid out over its epochs)"
+)
 
 
 class Trainer:
@@ -124,9 +131,12 @@ class Trainer:
             self.net, self.objective, self.optimizer, self.speed.autocast, self.attacker.run
         )
         self._graph: CapturedCall | None = None  # the captured step (speed.graph_step)
-        self.checkpointer = Checkpointer(self.run_dir / "checkpoints")
+        self.checkpointer = Checkpointer(self.run_dir / "checkpoints", warn=self._warn)
         self.history: list[dict[str, Any]] = []
-        self.log = MetricsLog(self.run_dir) if self.dist.main else None
+        # held until fit() ends: two runs in one directory would interleave logs and
+        # checkpoints; taken before anything is written there, after the config's checks
+        self._lock = self._lock_run_dir() if self.dist.main else None
+        self.log: MetricsLog | None = None  # opened once the directory is known to hold this run
 
     # -- the run -------------------------------------------------------------------------
 
@@ -137,6 +147,9 @@ class Trainer:
         it; raising there stops the run)."""
         try:
             start = self._resume()
+            finished = self._finished_results() if start == self.cfg.epochs else None
+            if finished is not None:
+                return finished
             for epoch in range(start, self.cfg.epochs):
                 record = self._train_epoch(epoch)
                 record.update(self._validate())
@@ -153,17 +166,46 @@ class Trainer:
         finally:
             if self.log is not None:
                 self.log.close()
+            if self._lock is not None:
+                os.close(self._lock)
+                self._lock = None
             close_distributed(self.dist)
 
+    def _finished_results(self) -> dict[str, Any] | None:
+        """The results.json of a run whose every epoch is trained, or None where its final
+        evaluation has still to run (a run stopped during it)."""
+        path = self.run_dir / "results.json"
+        results = read_results(self.run_dir)
+        if results is not None and self.dist.main:
+            self.console.print(
+                f"{self.run_dir} is finished (all {self.cfg.epochs} epochs): its results are in "
+                f"{path}; to evaluate it again, run `fastrft eval {self.run_dir}`",
+                markup=False,
+                highlight=False,
+            )
+        return results
+
+    def _lock_run_dir(self) -> int:
+        try:
+            return locks.acquire(self.run_dir, f"out_dir: {self.run_dir} is in use by another run")
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
+
     def _resume(self) -> int:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         saved = self.run_dir / "config.yaml"
-        if saved.exists():
-            self._check_same_run(saved)
         state = self.checkpointer.load()
-        if state is None:
-            if self.dist.main:
+        # what the run was trained under: its checkpoint's own config (config.yaml may be gone
+        # or edited), or config.yaml for a run stopped before its first checkpoint
+        ran = state["config"] if state is not None else None
+        if ran is None and saved.exists():
+            ran = saved.read_text()
+        if ran is not None:
+            self._check_same_run(yaml.safe_load(ran))
+        if self.dist.main:
+            if not saved.exists() or saved.read_text() != to_yaml(self.cfg):
                 save_config(self.cfg, saved)
+            self.log = MetricsLog(self.run_dir)
+        if state is None:
             if self.log is not None:  # records of a run stopped before its first checkpoint
                 self.log.truncate_after(-1)
             return 0
@@ -176,24 +218,28 @@ class Trainer:
         self.history = list(state["history"])
         if self.log is not None:
             self.log.truncate_after(state["epoch"])
-        if self.dist.main:
+        if self.dist.main and state["epoch"] + 1 < self.cfg.epochs:
             self.console.print(f"resuming {self.run_dir} after epoch {state['epoch']}")
         return state["epoch"] + 1
 
-    def _check_same_run(self, saved: Path) -> None:
-        """The run directory's config must be this one; only the speed levers, which change
-        how fast a run goes and not what it computes, may differ (a run may go on where a
-        lever cannot: another machine, or a capture torch refused)."""
-        before = yaml.safe_load(saved.read_text())
+    def _warn(self, message: str) -> None:
+        if self.dist.main:
+            self.console.print(message, markup=False, highlight=False)
+
+    def _check_same_run(self, ran: dict[str, Any]) -> None:
+        """``ran``, the config the run directory's run was trained under, must be this one;
+        only the speed levers, which change how fast a run goes and not what it computes, may
+        differ (a run may go on where a lever cannot: another machine, or a capture torch
+        refused)."""
         now = yaml.safe_load(to_yaml(self.cfg))
-        if {**before, "speed": None} != {**now, "speed": None}:
+        differ = _differences({**ran, "speed": None}, {**now, "speed": None})
+        if differ:
             raise ConfigError(
-                f"out_dir: {self.run_dir} holds a run with another config; use a "
-                "new out_dir, or the same config (and overrides) to resume it"
+                f"out_dir: {self.run_dir} holds a run with another config ({'; '.join(differ)})"
+                ": use a new out_dir, or the same config (and overrides) to resume it"
             )
-        if before.get("speed") != now["speed"] and self.dist.main:
+        if ran.get("speed") != now["speed"] and self.dist.main:
             self.console.print(f"resuming with other speed settings: {now['speed']}")
-            save_config(self.cfg, saved)
 
     def _load_optimizer(self, state: dict[str, Any]) -> None:
         """The optimizer's saved state, the way this run steps: a checkpoint (loaded on the
@@ -440,6 +486,19 @@ class Trainer:
                 f"{self.run_dir / 'results.json'}"
             )
         return results
+
+
+def _differences(ran: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """Each dotted key whose value differs between two configs, with both values."""
+    out = []
+    for key in [*ran, *(k for k in now if k not in ran)]:
+        a, b = ran.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            why = EPOCHS_FIXED if f"{prefix}{key}" == "epochs" else ""
+            out.append(f"{prefix}{key} is {json.dumps(a)} in the run, {json.dumps(b)} here{why}")
+    return out
 
 
 def _summary(r: dict[str, Any], val_eps: float) -> str:

@@ -3,19 +3,17 @@ running there, and which runs are left to do."""
 
 from __future__ import annotations
 
-import fcntl
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fastrft import locks
+
 from .ledger import Ledger
 from .rundir import MARKER, read_marker, read_results, summary, write_json_atomic
 from .spec import Run, SweepSpec
-
-LOCK = ".lock"
 
 
 @dataclass
@@ -34,7 +32,7 @@ def check_root(spec: SweepSpec, runs: Sequence[Run]) -> None:
     if root.exists() and not root.is_dir():
         raise ValueError(f"sweep root {root} is a file: choose another --root")
     marker = read_marker(root)
-    if marker is None and root.is_dir() and any(p.name != LOCK for p in root.iterdir()):
+    if marker is None and root.is_dir() and any(p.name != locks.LOCK for p in root.iterdir()):
         raise ValueError(
             f"{root} is not empty and holds no sweep ({MARKER} missing): choose another --root"
         )
@@ -65,23 +63,8 @@ def _describe(marker: dict[str, Any]) -> str:
 @contextmanager
 def locked(root: Path) -> Iterator[None]:
     """Hold the root's lock: two sweeps on one root would run the same runs twice."""
-    root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as err:
-            raise ValueError(
-                f"another `fastrft sweep` is running on {root}: wait for it, or stop it"
-            ) from err
-        except OSError as err:  # a filesystem without locks (Lustre without -o flock)
-            raise ValueError(
-                f"cannot lock {root / LOCK} ({err.strerror or err}): put the sweep's root on a "
-                "filesystem that supports file locks"
-            ) from err
+    with locks.locked(root, f"another `fastrft sweep` is running on {root}"):
         yield
-    finally:
-        os.close(fd)  # releases the lock (so does the death of this process)
 
 
 def mark_root(spec: SweepSpec) -> None:

@@ -2,6 +2,7 @@
 validation and final evaluation by the same rules."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -62,6 +63,18 @@ def test_eval_of_a_checkpoint_file_with_pgd(run_dir, tmp_path):
     out = tmp_path / "pgd.json"
     main(["eval", str(run_dir / "checkpoints" / "last.pt"), "--attack", "pgd", "--out", str(out)])
     assert json.loads(out.read_text())["attack"] == "pgd"
+
+
+def test_eval_of_a_run_falls_back_to_prev_as_training_does(run_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / "checkpoints" / "last.pt").write_bytes(b"")
+    capsys.readouterr()
+    main(["eval", str(run)])
+    err = capsys.readouterr().err
+    assert "last.pt" in err and "falling back to" in err, err
+    evaluated = json.loads((run / "eval.json").read_text())["checkpoint"]
+    assert evaluated == str(run / "checkpoints" / "prev.pt")
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from rich.console import Console
 from fastrft.cli import main
 from fastrft.config import ConfigError, load_config
 from fastrft.engine import Trainer, TrainingDiverged
+from fastrft.engine import trainer as trainer_module
 from fastrft.engine.checkpoint import load_checkpoint
 from fastrft.engine.devices import pick_device
 from fastrft.engine.distributed import Dist
@@ -199,11 +201,40 @@ def test_compiled_model_trains(tmp_path):
     assert len(_records(out)) == 2 and (out / "results.json").exists()
 
 
-def test_finished_run_is_resumed_not_redone(tmp_path):
+def test_a_finished_run_says_so_and_is_not_evaluated_again(tmp_path, capsys, monkeypatch):
+    """Rerun, a finished run (last epoch checkpointed, results.json written) says where its
+    results are and how to evaluate again; fit() gives the stored results (the demo reads
+    them). It used to say "resuming after epoch 2" and evaluate all over again."""
     out = _train(tmp_path)
-    before = (out / "metrics.jsonl").read_text()
+    before = _files(out)
+    evaluations, evaluate = [], trainer_module.paper_metrics
+    monkeypatch.setattr(
+        trainer_module, "paper_metrics", lambda *a, **k: evaluations.append(a) or evaluate(*a, **k)
+    )
+    capsys.readouterr()
     _train(tmp_path)
-    assert (out / "metrics.jsonl").read_text() == before
+    err = capsys.readouterr().err
+    assert "resuming" not in err and "finished" in err, err
+    assert f"{out / 'results.json'}" in err and f"fastrft eval {out}" in err, err
+    assert evaluations == []
+    lock = out / ".lock"  # the rerun held the lock, and wrote itself in as its holder
+    assert {**_files(out), lock: None} == {**before, lock: None}
+    results = Trainer(load_config([], [*TINY, f"out_dir={out}"]), progress=False).fit()
+    assert results == json.loads((out / "results.json").read_text()) and evaluations == []
+
+
+def test_a_resume_from_prev_says_so_and_keeps_it(tmp_path, capsys):
+    """last.pt unreadable: the run resumes from prev.pt, says so, and its next save keeps
+    prev.pt (it used to move the corrupt last.pt over it, leaving nothing readable)."""
+    out = _train(tmp_path, "epochs=2")
+    (out / "results.json").unlink()
+    (out / "checkpoints" / "last.pt").write_bytes(b"")
+    capsys.readouterr()
+    _train(tmp_path, "epochs=2")
+    err = capsys.readouterr().err
+    assert re.search(r"warning: .*last\.pt.* is empty.*falling back to .*prev\.pt \(epoch 0\)", err)
+    assert load_checkpoint(out / "checkpoints" / "prev.pt")["epoch"] == 0
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] == 1
 
 
 def test_other_config_in_same_run_dir_is_refused(tmp_path):
@@ -211,6 +242,72 @@ def test_other_config_in_same_run_dir_is_refused(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         _train(tmp_path, "epochs=2")
     assert exit_info.value.code == 2
+
+
+def _paused(tmp_path, cmd):
+    """The `fastrft train` command ``cmd`` run until it pauses for good after its first
+    checkpoint and one more step (so a kill lands mid-epoch whatever the machine's speed)."""
+    paused = tmp_path / "paused"
+    driver = [sys.executable, "-m", "tests.engine.paused_train", str(paused), *cmd[4:]]
+    proc = subprocess.Popen(driver, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while not paused.exists() and proc.poll() is None:
+        time.sleep(0.05)
+    if not paused.exists():
+        _, err = proc.communicate()
+        pytest.fail(f"the paused run ended before its pause: {err.decode()[-2000:]}")
+    return proc
+
+
+def _kill(proc):
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+
+
+def _files(folder):
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_run_directory_in_use_is_refused_until_its_holder_dies(tmp_path):
+    """A second run on an out_dir a run is using exits 2 naming the holder, and touches
+    nothing there; the lock dies with its holder (SIGKILL included)."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "fastrft", "train", "--no-progress", *TINY, f"out_dir={out}"]
+    holder = _paused(tmp_path, cmd)
+    before = _files(out)
+    second = subprocess.run(cmd, capture_output=True, text=True)
+    assert second.returncode == 2, second.stderr[-2000:]
+    assert len(second.stderr.strip().splitlines()) == 1, second.stderr
+    assert f"pid {holder.pid} on {socket.gethostname()}" in second.stderr, second.stderr
+    assert _files(out) == before
+    _kill(holder)
+    subprocess.run(cmd, check=True, capture_output=True)
+    assert (out / "results.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "expected", "config_yaml"),
+    [
+        ("optim.lr=1e-3", r"optim\.lr is 0\.003 in the run, 0\.001 here", "deleted"),
+        ("epochs=2", r"epochs is 1 in the run, 2 here .*learning-rate", "kept"),
+    ],
+)
+def test_a_resume_under_another_config_names_what_differs(
+    tmp_path, capsys, change, expected, config_yaml
+):
+    """The checkpoint's own config is the reference: without config.yaml, a run under another
+    config is still refused (it used to resume), and the refusal names the keys and values."""
+    out = _train(tmp_path, "epochs=1")
+    if config_yaml == "deleted":
+        (out / "config.yaml").unlink()
+    before = _files(out)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        _train(tmp_path, "epochs=1", change)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert re.search(expected, err), err
+    lock = out / ".lock"  # the refused run held the lock, and wrote itself in as its holder
+    assert {**_files(out), lock: None} == {**before, lock: None}
 
 
 def test_resume_after_sigkill_gives_the_same_result(tmp_path):
@@ -223,17 +320,9 @@ def test_resume_after_sigkill_gives_the_same_result(tmp_path):
         check=True,
         capture_output=True,
     )
-    cut, paused = tmp_path / "cut", tmp_path / "paused"
+    cut = tmp_path / "cut"
     cmd = [sys.executable, "-m", "fastrft", "train", "--no-progress", *args, f"out_dir={cut}"]
-    # the same command, stopped after the first checkpoint and one more step: the kill
-    # lands mid-epoch whatever the machine's speed
-    driver = [sys.executable, "-m", "tests.engine.paused_train", str(paused), *cmd[4:]]
-    proc = subprocess.Popen(driver, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    while not paused.exists() and proc.poll() is None:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    _, err = proc.communicate()
-    assert paused.exists(), f"the paused run ended before its pause: {err.decode()[-2000:]}"
+    _kill(_paused(tmp_path, cmd))
     assert load_checkpoint(cut / "checkpoints" / "last.pt")["epoch"] == 0
     assert not (cut / "results.json").exists()
     subprocess.run(cmd, check=True, capture_output=True)
