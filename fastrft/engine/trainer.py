@@ -133,9 +133,6 @@ class Trainer:
         self._graph: CapturedCall | None = None  # the captured step (speed.graph_step)
         self.checkpointer = Checkpointer(self.run_dir / "checkpoints", warn=self._warn)
         self.history: list[dict[str, Any]] = []
-        # held until fit() ends: two runs in one directory would interleave logs and
-        # checkpoints; taken before anything is written there, after the config's checks
-        self._lock = self._lock_run_dir() if self.dist.main else None
         self.log: MetricsLog | None = None  # opened once the directory is known to hold this run
 
     # -- the run -------------------------------------------------------------------------
@@ -145,7 +142,11 @@ class Trainer:
 
         ``on_epoch`` gets each epoch's record once it is checkpointed (a Ray Tune trial reports
         it; raising there stops the run)."""
+        lock = None
         try:
+            # held while fit() runs: two runs in one directory would interleave logs and
+            # checkpoints; taken before anything is written there
+            lock = self._lock_run_dir() if self.dist.main else None
             start = self._resume()
             finished = self._finished_results() if start == self.cfg.epochs else None
             if finished is not None:
@@ -166,9 +167,8 @@ class Trainer:
         finally:
             if self.log is not None:
                 self.log.close()
-            if self._lock is not None:
-                os.close(self._lock)
-                self._lock = None
+            if lock is not None:
+                os.close(lock)
             close_distributed(self.dist)
 
     def _finished_results(self) -> dict[str, Any] | None:
