@@ -202,6 +202,8 @@ class Trainer:
         if ran is not None:
             self._check_same_run(yaml.safe_load(ran))
         if self.dist.main:
+            # fit()'s lock has made it; a caller resuming without fit() (a tool, a test) not
+            self.run_dir.mkdir(parents=True, exist_ok=True)
             if not saved.exists() or saved.read_text() != to_yaml(self.cfg):
                 save_config(self.cfg, saved)
             self.log = MetricsLog(self.run_dir)
