@@ -86,6 +86,16 @@ class Run:
     def train_args(self, out_dir: Path) -> list[str]:
         return [*map(str, self.files), *self.overrides, f"out_dir={out_dir}"]
 
+    def fingerprint(self) -> str:
+        """A hash of what the run's config is made of: its files (parsed, so comments do not
+        count) and overrides. A run that failed on bad input is retried once this changes."""
+        inputs = {
+            "configs": [yaml.safe_load(f.read_text()) for f in self.files],
+            "overrides": list(self.overrides),
+        }
+        text = json.dumps(inputs, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
 
 @dataclass(frozen=True)
 class TuneSpec:
