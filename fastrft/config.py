@@ -48,6 +48,14 @@ class ModelConfig:
     weights: str | None = None
     """A local weights file (.safetensors or a torch state dict) to start from."""
 
+    def __post_init__(self) -> None:
+        from fastrft.models import check_model_name  # torch and timm: only once a config loads
+
+        try:
+            check_model_name(self.name)
+        except ValueError as err:
+            raise ConfigError(f"model.name: {err}") from err
+
 
 @dataclass
 class DataConfig:

@@ -59,6 +59,8 @@ def test_saved_config_loads_back_identically(tmp_path):
         (["schedule.name=fix", "schedule.t1=3"], "schedule: t1 has no meaning for schedule 'fix'"),
         (["schedule.t2=0.1"], r"schedule: t1 \(2 \(the default\)\) must be <= t2 \(1\)"),
         (["eval.attack=cw"], "eval.attack: must be apgd or pgd, got 'cw'"),
+        (["model.name=resnt50"], "model.name: unknown model 'resnt50'.*close matches: resnet50"),
+        (["model.name=resnet50.nope"], "model.name: unknown model .*timm has no tag"),
         (["epochs=0"], "epochs: must be at least 1"),
         (["data.source=npz"], "data.root: is required"),
         (["data.source=npz", "data.root=/no/such/file.npz"], "data.root: .* does not exist"),
