@@ -190,10 +190,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = _parser()
     # configs and key=value overrides may come before or after the flags
     args, rest = parser.parse_known_args(argv)
+    positional = {"train": "items", "eval": "overrides"}.get(args.command)
+    if positional is not None:
+        from fastrft.config import check_key_words
+
+        # `epochs 3` or `--epochs 3`: the override meant, not "file not found" or "unknown flag"
+        loose = {*rest, *getattr(args, positional)}
+        _run(args.command, lambda: check_key_words(argv[1:], loose))
     unknown = [a for a in rest if a.startswith("-")]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    positional = {"train": "items", "eval": "overrides"}.get(args.command)
     if positional is None and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if positional is not None:

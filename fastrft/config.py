@@ -11,10 +11,12 @@ overrides (dotted keys) through OmegaConf's dotlist merge. Budgets may be writte
 from __future__ import annotations
 
 import difflib
+import functools
 import itertools
 import re
+import sys
 import typing
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from fastrft.budgets import GRID_INTERVALS, LINF_GRID_STEP, default_grid_step, whole_steps
 from fastrft.data.layouts import DATASETS
+from fastrft.schedules import SCHEDULES, make_schedule
 
 
 class ConfigError(ValueError):
@@ -44,6 +47,14 @@ class ModelConfig:
     """Ask timm for pretrained weights (needs its hub; offline, use `weights`)."""
     weights: str | None = None
     """A local weights file (.safetensors or a torch state dict) to start from."""
+
+    def __post_init__(self) -> None:
+        from fastrft.models import check_model_name  # torch and timm: only once a config loads
+
+        try:
+            check_model_name(self.name)
+        except ValueError as err:
+            raise ConfigError(f"model.name: {err}") from err
 
 
 @dataclass
@@ -184,6 +195,11 @@ class ScheduleConfig:
     """Interpolate the ramp within epochs, step by step."""
 
     def __post_init__(self) -> None:
+        _check(
+            self.name in SCHEDULES,
+            "schedule.name",
+            f"must be one of {', '.join(SCHEDULES)}, got {self.name!r}",
+        )
         for key in ("t1", "t2"):
             t = getattr(self, key)
             _check(
@@ -290,7 +306,11 @@ class EvalConfig:
     """Validation images attacked each epoch (adversarial accuracy and loss); 0 skips."""
 
     def __post_init__(self) -> None:
-        _check(self.attack in ("apgd", "pgd"), "eval.attack", "must be apgd or pgd")
+        _check(
+            self.attack in ("apgd", "pgd"),
+            "eval.attack",
+            f"must be apgd or pgd, got {self.attack!r}",
+        )
         _check(self.steps >= 1, "eval.steps", "must be at least 1")
         _check(
             self.grid_step is None or self.grid_step > 0, "eval.grid_step", "must be > 0 or unset"
@@ -336,23 +356,58 @@ class RunConfig:
             "objective trades attacks its KL loss with PGD (APGD tracks label success): "
             "set attack.name=pgd",
         )
-        bounds = []
-        for key in ("t1", "t2"):
-            t = getattr(self.schedule, key)
-            if t is None:
-                continue
-            limit = 1.0 if isinstance(t, float) else self.epochs
-            what = "a fraction of the run" if isinstance(t, float) else "an epoch"
-            _check(
-                0 <= t <= limit, f"schedule.{key}", f"as {what} must lie in [0, {limit}], got {t!r}"
-            )
-            bounds.append(t / limit)
+        bounds = [self._schedule_time(key) for key in ("t1", "t2")]
         _check(
-            len(bounds) < 2 or bounds[0] <= bounds[1],
+            None in bounds or bounds[0] <= bounds[1],
             "schedule.t1",
             f"must not come after schedule.t2 ({self.schedule.t1} > {self.schedule.t2})",
         )
+        self._check_schedule()
         self._check_budgets()
+
+    def _schedule_time(self, key: str) -> float | None:
+        """schedule.t1 or t2 as a fraction of the run; an out-of-range value is refused with
+        the reading used (an int is an epoch, a float a fraction) and how to write the other."""
+        t = getattr(self.schedule, key)
+        if t is None:
+            return None
+        if isinstance(t, float):
+            _check(
+                0 <= t <= 1,
+                f"schedule.{key}",
+                f"{t!r} is a float, read as a fraction of the run, so it must lie in [0, 1]; "
+                f"for an epoch write an int (schedule.{key}={max(int(t), 0)})",
+            )
+            return t
+        _check(
+            0 <= t <= self.epochs,
+            f"schedule.{key}",
+            f"{t!r} is an int, read as an epoch, so it must lie in [0, {self.epochs}] "
+            f"(epochs={self.epochs}); for a fraction of the run write a float in [0, 1] "
+            f"(schedule.{key}=0.5 is halfway)",
+        )
+        return t / self.epochs
+
+    def _check_schedule(self) -> None:
+        """Build the schedule as training will, so what only it refuses (t1 for a schedule
+        without a ramp, a default t1 after the given t2) fails at load, not at run start."""
+        s = self.schedule
+        try:
+            make_schedule(s.name, self.attack.eps, self.epochs, t1=s.t1, t2=s.t2, seed=self.seed)
+        except ValueError as err:
+            raise ConfigError(f"schedule: {err}") from err
+
+    def ambiguities(self) -> list[str]:
+        """Values that are valid but easily meant as something else: an int t1/t2 of 1 is
+        epoch 1, where 1.0 is the end of the run."""
+        return [
+            f"schedule.{key}=1 is an int, read as epoch 1 of {self.epochs}; write "
+            f"schedule.{key}=1.0 for the end of the run"
+            for key in ("t1", "t2")
+            if type(getattr(self.schedule, key)) is int  # bools were refused
+            and getattr(self.schedule, key) == 1
+            and self.epochs > 1
+        ]
 
     def eval_grid(self) -> tuple[float, float]:
         """(eps_max, grid_step) of the final accuracy-vs-eps curve, defaults filled in."""
@@ -464,7 +519,8 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
         raw = yaml.safe_load(p.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {str(p)!r} is not valid YAML: {err}") from err
-    if raw is None:
+    if raw is None:  # an empty file, or comments only
+        warn(f"config file {str(p)!r} is empty: it sets nothing, the defaults are used")
         return {}
     if not isinstance(raw, dict):
         raise ConfigError(
@@ -499,9 +555,47 @@ def load_config(
         except OmegaConfBaseException as err:
             raise _merge_error(err, source) from err
     try:
-        return OmegaConf.to_object(merged)
+        cfg = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         raise _merge_error(err, "the config") from err
+    for message in cfg.ambiguities():
+        warn(message)
+    return cfg
+
+
+def warn(message: str) -> None:
+    """A one-line warning on stderr: the config loads, but says what it assumed."""
+    print(f"fastrft: warning: {message}", file=sys.stderr)
+
+
+def check_key_words(words: Sequence[str], loose: Collection[str]) -> None:
+    """Refuse a config key written without '=' on the command line: `epochs 3` would be read
+    as a config file named epochs, `--epochs 3` or `--epochs=3` as an unknown flag. ``loose``:
+    the words that no flag of the command took as its value (`--out device` is a file)."""
+    keys = config_keys()
+    for i, word in enumerate(words):
+        if word not in loose:
+            continue
+        flag = word.startswith("-")
+        name, equals, value = word.lstrip("-").partition("=")
+        key = name.replace("-", "_") if flag else name
+        if key not in keys or (not flag and (equals or Path(word).exists())):
+            continue
+        if not equals:
+            following = words[i + 1] if i + 1 < len(words) else ""
+            plain = following and "=" not in following and not following.startswith("--")
+            value = following if plain else "VALUE"
+        form = "a flag" if flag else "a word without '='"
+        raise ConfigError(
+            f"{word!r}: config keys are set as key=value, not as {form}; "
+            f"did you mean {key}={value}?"
+        )
+
+
+@functools.cache
+def config_keys() -> frozenset[str]:
+    """Every dotted config key (the leaves of RunConfig)."""
+    return frozenset(key for key, _, _ in config_help())
 
 
 def to_yaml(cfg: RunConfig) -> str:

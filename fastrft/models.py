@@ -168,6 +168,13 @@ def build_model(
     return model
 
 
+def check_model_name(name: str) -> None:
+    """ValueError, with close matches, for a name neither fastrft's registry nor timm knows
+    (an unknown pretrained tag too); builds nothing."""
+    if name not in MODELS:
+        _timm_pretrained_cfg(name)
+
+
 def _build_registered(
     name: str,
     num_classes: int,

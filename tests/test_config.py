@@ -40,8 +40,27 @@ def test_saved_config_loads_back_identically(tmp_path):
         (["attack.steps=abc"], "attack.steps: bad value"),
         (["attack.name=cw"], "attack.name: must be apgd, pgd or fgsm"),
         (["schedule.t1=5", "schedule.t2=2"], "schedule.t1: must not come after schedule.t2"),
-        (["schedule.t1=12"], r"schedule.t1: as an epoch must lie in \[0, 10\]"),
-        (["schedule.t1=1.5"], "schedule.t1: as a fraction of the run"),
+        (
+            ["schedule.t1=12"],
+            r"schedule.t1: 12 is an int, read as an epoch, so it must lie in \[0, 10\] "
+            r"\(epochs=10\); for a fraction of the run write a float in \[0, 1\] "
+            r"\(schedule.t1=0.5 is halfway\)",
+        ),
+        (
+            ["schedule.t1=1.5"],
+            r"schedule.t1: 1.5 is a float, read as a fraction of the run, so it must lie in "
+            r"\[0, 1\]; for an epoch write an int \(schedule.t1=1\)",
+        ),
+        (
+            ["schedule.t2=12.0"],
+            r"schedule.t2: 12.0 is a float, read as a fraction .* write an int \(schedule.t2=12\)",
+        ),
+        (["schedule.name=foo"], "schedule.name: must be one of fix, hinge, .*auto, got 'foo'"),
+        (["schedule.name=fix", "schedule.t1=3"], "schedule: t1 has no meaning for schedule 'fix'"),
+        (["schedule.t2=0.1"], r"schedule: t1 \(2 \(the default\)\) must be <= t2 \(1\)"),
+        (["eval.attack=cw"], "eval.attack: must be apgd or pgd, got 'cw'"),
+        (["model.name=resnt50"], "model.name: unknown model 'resnt50'.*close matches: resnet50"),
+        (["model.name=resnet50.nope"], "model.name: unknown model .*timm has no tag"),
         (["epochs=0"], "epochs: must be at least 1"),
         (["data.source=npz"], "data.root: is required"),
         (["data.source=npz", "data.root=/no/such/file.npz"], "data.root: .* does not exist"),
@@ -155,3 +174,66 @@ def test_training_attack_defaults_follow_madry():
     assert cfg.attack.best == "loss" and cfg.attack.random_start is True
     cfg = load_config([], ["attack.name=pgd", "attack.alpha=0.01", "attack.random_start=false"])
     assert cfg.attack.alpha == 0.01 and cfg.attack.random_start is False
+
+
+@pytest.mark.parametrize(
+    ("argv", "meant"),
+    [
+        (["train", "{cfg}", "epochs", "3"], "epochs=3"),
+        (["train", "{cfg}", "--epochs", "3"], "epochs=3"),
+        (["train", "--epochs", "3", "{cfg}"], "epochs=3"),
+        (["train", "{cfg}", "--epochs=3"], "epochs=3"),
+        (["train", "{cfg}", "--attack.eps", "8/255"], "attack.eps=8/255"),
+        (["train", "{cfg}", "--out-dir", "runs/x"], "out_dir=runs/x"),
+        (["train", "{cfg}", "schedule.name"], "schedule.name=VALUE"),
+        (["eval", "{run}", "--device", "cpu"], "device=cpu"),
+        (["eval", "{run}", "seed", "3"], "seed=3"),
+    ],
+)
+def test_a_config_key_without_equals_gets_the_override_it_meant(tmp_path, capsys, argv, meant):
+    """Not "config file 'epochs' not found" nor "unrecognized arguments": one line, exit 2."""
+    cfg = _yaml(tmp_path, "cfg.yaml", "epochs: 2\n")
+    argv = [a.format(cfg=cfg, run=tmp_path / "run") for a in argv]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--print-config"] if argv[0] == "train" else argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"fastrft {argv[0]}: error:" in err and f"did you mean {meant}?" in err, err
+
+
+def test_an_unknown_schedule_is_refused_before_print_config(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "schedule.name=foo", "--print-config"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "schedule.name: must be one of" in err
+    assert "hinge" in err and capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize(("value", "meaning"), [("1", "epoch 1 of 10"), ("1.0", None)])
+def test_an_int_t2_of_1_warns_that_it_is_an_epoch(capsys, value, meaning):
+    """t2=1 is epoch 1, t2=1.0 the end of the run: the int form, easily meant as the other,
+    says how it was read and how to write the other."""
+    cfg = load_config([], ["schedule.name=linear", f"schedule.t2={value}"])
+    err = capsys.readouterr().err
+    assert cfg.schedule.t2 == (1 if meaning else 1.0)
+    if meaning:
+        assert f"schedule.t2=1 is an int, read as {meaning}" in err
+        assert "schedule.t2=1.0 for the end of the run" in err
+    else:
+        assert err == ""
+
+
+@pytest.mark.parametrize("text", ["", "# nothing set yet\n\n# epochs: 3\n"])
+def test_an_empty_config_file_warns_that_defaults_are_used(tmp_path, capsys, text):
+    path = _yaml(tmp_path, "empty.yaml", text)
+    assert load_config([path]) == RunConfig()
+    err = capsys.readouterr().err
+    assert f"config file {str(path)!r} is empty" in err and "defaults" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_flag_value_that_names_a_config_key_is_left_to_the_flag(tmp_path, capsys):
+    """`--out device` writes to a file named device: no word a flag took is an override."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", str(tmp_path / "run"), "--out", "device"])
+    assert exit_info.value.code == 2 and "checkpoint" in capsys.readouterr().err

@@ -2,13 +2,16 @@
 figures from finished runs, gathered in OUT/report.md, with OUT/results.csv for other tools.
 
 RUNS_DIR is a sweep's root (its ledger names the runs) or any folder of run directories.
-Partial sweeps work: a cell without a finished run shows as missing.
+Partial sweeps work: a cell without a finished run shows as missing. A results.json that
+cannot be read is named in a warning line on stderr, its run listed as "results unreadable"
+(exit code 0: the other runs' report stands).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,6 +40,9 @@ def main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(list(argv))
     runs_dir = Path(args.runs_dir)
     records = collect(runs_dir)
+    for r in records:
+        if r.problem:
+            print(f"fastrft report: warning: {r.problem}; listed as {r.state!r}", file=sys.stderr)
     out = args.out or runs_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     text = render(runs_dir, records, out)

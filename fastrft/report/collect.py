@@ -1,6 +1,8 @@
 """The runs a report reads: each run directory's resolved config, results and per-epoch
 metrics. Under a sweep's root the ledger names the runs (and the state of those without
-results); elsewhere every folder below RUNS_DIR holding a config.yaml is a run."""
+results); elsewhere every folder below RUNS_DIR holding a config.yaml is a run. A run whose
+results.json is there but unreadable is listed as "results unreadable", with the reason in
+its ``problem``: not "done" (the ledger's word) nor "unfinished"."""
 
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ import yaml
 
 from fastrft.sweep.ledger import FILE as LEDGER
 from fastrft.sweep.ledger import Ledger
-from fastrft.sweep.rundir import read_results
+from fastrft.sweep.rundir import load_results
 from fastrft.sweep.spec import flatten
+
+UNREADABLE = "results unreadable"
 
 
 @dataclass(frozen=True)
@@ -23,7 +27,8 @@ class RunRecord:
     config: dict[str, Any] | None  # the resolved config, flattened to dotted keys
     results: dict[str, Any] | None  # results.json; None while the run has not finished
     metrics: tuple[dict[str, Any], ...]  # metrics.jsonl, one record per epoch
-    state: str  # done, or the ledger's last word (failed, interrupted, ...)
+    state: str  # done, results unreadable, or the ledger's last word (failed, interrupted, ...)
+    problem: str = ""  # why results.json, which exists, could not be read
 
     @property
     def method(self) -> str:
@@ -67,9 +72,18 @@ def _read(runs_dir: Path, folder: Path, states: dict[str, str]) -> RunRecord:
     name = folder.relative_to(runs_dir).as_posix()
     config_file = folder / "config.yaml"
     config = flatten(yaml.safe_load(config_file.read_text())) if config_file.exists() else None
-    results = read_results(folder)
-    state = "done" if results is not None else states.get(name, "unfinished")
-    return RunRecord(name, config, results, tuple(_metrics(folder)), state)
+    results, problem = None, ""
+    try:
+        results = load_results(folder)
+    except FileNotFoundError:
+        pass  # not finished
+    except (OSError, ValueError) as err:
+        problem = f"{folder / 'results.json'}: unreadable ({err})"
+    if results is not None:
+        state = "done"
+    else:
+        state = UNREADABLE if problem else states.get(name, "unfinished")
+    return RunRecord(name, config, results, tuple(_metrics(folder)), state, problem)
 
 
 def _metrics(folder: Path) -> list[dict[str, Any]]:

@@ -3,8 +3,10 @@ resumably; with --tune, the ASHA search of the sweep's tune: section instead.
 
 Everything is checked before anything starts: the sweep file, every run's config, the root
 (another sweep's directory is refused) and the Ray address. A rerun skips finished runs,
-resumes interrupted ones from their checkpoints and tries failed ones again; exit code 0 when
-every run is done, 1 when some failed, 130 after Ctrl-C.
+resumes interrupted ones from their checkpoints and tries failed ones again, except a run that
+failed on bad input (exit 2: a config or data error, deterministic) under an unchanged config,
+which only --retry-failed runs again; exit code 0 when every run is done, 1 when some failed,
+130 after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import argparse
 import shlex
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -34,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Run every cell of a sweep's grid with `fastrft train`, each in its own "
         "process and run directory under the sweep's root, recording each run's state in "
         "ROOT/ledger.jsonl. Rerun the same command to finish a sweep: finished runs are "
-        "skipped, interrupted ones resume from their checkpoints, failed ones are tried again.",
+        "skipped, interrupted ones resume from their checkpoints, failed ones are tried again (not "
+        "those that failed on bad input, exit 2, under an unchanged config: see --retry-failed).",
     )
     p.add_argument("spec", metavar="SWEEP.yaml", help="the sweep: base config, grid, seeds")
     p.add_argument(
@@ -62,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         default=1,
         help="how many more times a failed run is tried in this invocation (default 1)",
+    )
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="run again the runs that failed on bad input (exit 2: a config or data error) "
+        "although their config has not changed, after fixing what they read (default: skipped)",
     )
     p.add_argument(
         "--run-timeout",
@@ -108,7 +116,8 @@ def main(argv: Sequence[str]) -> int:
     with _ray(args) if args.backend == "ray" else nullcontext(), locked(spec.root):
         mark_root(spec)
         ledger = Ledger(spec.root / LEDGER)
-        return _sweep(spec, runs, plan(spec, runs, ledger), ledger, args)
+        work = plan(spec, runs, ledger, args.retry_failed)
+        return _sweep(spec, runs, work, ledger, args)
 
 
 def _console() -> Console:
@@ -150,9 +159,10 @@ def _sweep(
         Job(run, mark_run(spec, run), train_command(run, spec.root / run.id, nproc))
         for run in work.todo
     ]
+    refused = f"{len(work.refused)} failed on bad input, " if work.refused else ""
     console.print(
-        f"sweep {spec.name}: {len(runs)} runs, {len(work.finished)} done, {len(jobs)} to run "
-        f"({where}) in {spec.root}"
+        f"sweep {spec.name}: {len(runs)} runs, {len(work.finished)} done, {refused}"
+        f"{len(jobs)} to run ({where}) in {spec.root}"
     )
     tracker.queue([j.run for j in jobs])
     try:
@@ -163,20 +173,27 @@ def _sweep(
             else:
                 run_local(jobs, tracker, slots, timeout_s)
     finally:
-        Console().print(_summary(spec, runs, work.finished, tracker.outcomes))
-    failed = [r for r, o in tracker.outcomes.items() if o.state != "done"]
+        Console().print(_summary(spec, runs, work, tracker.outcomes))
+    failed = [r for r, o in tracker.outcomes.items() if o.state != "done" and not o.bad_input]
     if failed:
         console.print(
             f"{len(failed)} run(s) failed; their logs: {spec.root}/RUN/{LOG}. Rerun the same "
             "command to try them again."
         )
-    return 1 if failed else 0
+    bad_input = [*work.refused, *(r for r, o in tracker.outcomes.items() if o.bad_input)]
+    if bad_input:
+        console.print(
+            f"{len(bad_input)} run(s) failed on bad input (exit 2: a config or data error, the "
+            f"same on every try; logs: {spec.root}/RUN/{LOG}) and are not run again until "
+            "their config changes: fix what the log names, then rerun with --retry-failed"
+        )
+    return 1 if failed or bad_input else 0
 
 
 def _summary(
     spec: SweepSpec,
     runs: list[Run],
-    earlier: dict[str, dict[str, Any]],
+    work: Plan,
     outcomes: dict[str, Outcome],
 ) -> Table:
     table = Table(title=f"sweep {spec.name}: {spec.root}", title_justify="left")
@@ -184,14 +201,21 @@ def _summary(
         numeric = column in ("clean", "adv", "E.adv")
         table.add_column(column, justify="right" if numeric else "left", overflow="fold")
     for run in runs:
-        o = outcomes.get(run.id) or Outcome("done", results=earlier.get(run.id))
-        note = o.error if o.state == "failed" else ("earlier" if run.id in earlier else "")
+        o = outcomes.get(run.id) or _earlier(run.id, work)
+        note = o.error if o.state == "failed" else ("earlier" if run.id in work.finished else "")
         numbers = [
             f"{o.results[k]:.2%}" if o.results else "—"
             for k in ("clean_acc", "adv_acc", "expected_robustness")
         ]
         table.add_row(run.id, o.state, str(o.tries), *numbers, note)
     return table
+
+
+def _earlier(run_id: str, work: Plan) -> Outcome:
+    """The outcome of a run this invocation did not start: done, or failed on bad input."""
+    if run_id in work.refused:
+        return Outcome("failed", error=f"{work.refused[run_id]} (earlier; not run again)")
+    return Outcome("done", results=work.finished.get(run_id))
 
 
 def _list(spec: SweepSpec, runs: list[Run]) -> None:

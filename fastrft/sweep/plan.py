@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fastrft import locks
+from fastrft.cli import EXIT_BAD_INPUT
 
 from .ledger import Ledger
 from .rundir import MARKER, read_marker, read_results, summary, write_json_atomic
@@ -20,6 +21,8 @@ from .spec import Run, SweepSpec
 class Plan:
     todo: list[Run]
     finished: dict[str, dict[str, Any]]  # run id -> results summary, of runs already done
+    # run id -> error, of runs that failed on bad input under their present config: not rerun
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 def identity(spec: SweepSpec) -> dict[str, str]:
@@ -81,12 +84,13 @@ def mark_run(spec: SweepSpec, run: Run) -> Path:
     return folder
 
 
-def plan(spec: SweepSpec, runs: Sequence[Run], ledger: Ledger) -> Plan:
-    """Split the runs into finished (results.json present) and to do, and bring the ledger up to
-    date with what a killed sweep could not record: a run that finished (done) or did not
-    (interrupted) after the sweep's last word on it."""
+def plan(spec: SweepSpec, runs: Sequence[Run], ledger: Ledger, retry_failed: bool = False) -> Plan:
+    """Split the runs into finished (results.json present), refused (failed on bad input, exit
+    2, under the same config: it would fail again; unless ``retry_failed``) and to do, and
+    bring the ledger up to date with what a killed sweep could not record: a run that finished
+    (done) or did not (interrupted) after the sweep's last word on it."""
     last = ledger.last()
-    todo, finished = [], {}
+    todo, finished, refused = [], {}, {}
     for run in runs:
         results = read_results(spec.root / run.id)
         record = last.get(run.id, {})
@@ -102,5 +106,17 @@ def plan(spec: SweepSpec, runs: Sequence[Run], ledger: Ledger) -> Plan:
             ledger.append(
                 run.id, "interrupted", attempt=attempt, note="the sweep stopped while it ran"
             )
+        if not retry_failed and _failed_on_bad_input(record, run):
+            refused[run.id] = record.get("error", "")
+            continue
         todo.append(run)
-    return Plan(todo, finished)
+    return Plan(todo, finished, refused)
+
+
+def _failed_on_bad_input(record: dict[str, Any], run: Run) -> bool:
+    """Whether the run's last attempt exited 2 under the config it has now."""
+    return (
+        record.get("state") == "failed"
+        and record.get("exit_code") == EXIT_BAD_INPUT
+        and record.get("config") == run.fingerprint()
+    )

@@ -28,13 +28,21 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
     return marker if isinstance(marker, dict) else None
 
 
+def load_results(run_dir: Path) -> dict[str, Any]:
+    """The run's results.json: FileNotFoundError while the run has not finished, another
+    OSError or a ValueError when the file is there but unusable (cut mid-write, edited)."""
+    results = json.loads((run_dir / "results.json").read_text())
+    if not isinstance(results, dict) or "clean_acc" not in results:
+        raise ValueError("it holds no clean_acc")
+    return results
+
+
 def read_results(run_dir: Path) -> dict[str, Any] | None:
     """The run's results.json, or None while it has not finished (or was cut mid-write)."""
     try:
-        results = json.loads((run_dir / "results.json").read_text())
+        return load_results(run_dir)
     except (OSError, ValueError):
         return None
-    return results if isinstance(results, dict) and "clean_acc" in results else None
 
 
 def summary(results: dict[str, Any]) -> dict[str, Any]:

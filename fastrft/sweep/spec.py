@@ -22,7 +22,6 @@ across reruns; over-long or clashing ids end in a hash of the cell.
 from __future__ import annotations
 
 import difflib
-import functools
 import hashlib
 import json
 import re
@@ -35,7 +34,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from fastrft.config import ConfigError, config_help, load_config
+from fastrft.config import ConfigError, config_keys, load_config
 
 SPEC_KEYS = ("name", "configs", "overrides", "grid", "seeds", "root", "tune")
 TUNE_KEYS = (
@@ -86,6 +85,16 @@ class Run:
 
     def train_args(self, out_dir: Path) -> list[str]:
         return [*map(str, self.files), *self.overrides, f"out_dir={out_dir}"]
+
+    def fingerprint(self) -> str:
+        """A hash of what the run's config is made of: its files (parsed, so comments do not
+        count) and overrides. A run that failed on bad input is retried once this changes."""
+        inputs = {
+            "configs": [yaml.safe_load(f.read_text()) for f in self.files],
+            "overrides": list(self.overrides),
+        }
+        text = json.dumps(inputs, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -218,12 +227,6 @@ def check_runs(spec: SweepSpec, runs: Sequence[Run]) -> None:
             raise ConfigError(f"{spec.path}: run {run.id}: {err}") from err
 
 
-@functools.cache
-def known_keys() -> frozenset[str]:
-    """Every dotted config key (leaves of RunConfig)."""
-    return frozenset(key for key, _, _ in config_help())
-
-
 def override(key: str, value: Any) -> str:
     """``key=value`` as `fastrft train` reads it (a YAML value on the command line)."""
     return f"{key}={value if isinstance(value, str) else json.dumps(value)}"
@@ -262,8 +265,8 @@ class _Parser:
         return f
 
     def key(self, key: str, what: str) -> str:
-        if key not in known_keys():
-            close = difflib.get_close_matches(key, sorted(known_keys()), n=1)
+        if key not in config_keys():
+            close = difflib.get_close_matches(key, sorted(config_keys()), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             self.fail(
                 f"{what} {key!r} is not a config key{hint} (`fastrft train --help-config` "

@@ -1,5 +1,6 @@
 """The runs of one invocation of a sweep, whatever runs them: each start and end goes to the
-ledger and to the terminal, and a failed run is tried again up to the retry limit."""
+ledger and to the terminal, and a failed run is tried again up to the retry limit, unless it
+failed on bad input (exit 2: a config or data error, the same on every try)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+
+from fastrft.cli import EXIT_BAD_INPUT
 
 from .launch import TIMED_OUT
 from .ledger import Ledger
@@ -27,6 +30,7 @@ class Outcome:
     tries: int = 0  # attempts in this invocation
     results: dict[str, Any] | None = None
     error: str = ""
+    bad_input: bool = False  # failed with exit 2: not tried again
 
 
 class Tracker:
@@ -63,10 +67,16 @@ class Tracker:
         timed_out = "stopped at --run-timeout" if exit_code == TIMED_OUT else None
         outcome.error = timed_out or _killed_by(exit_code) or last_error(self.root / run.id)
         outcome.error = outcome.error or f"exit code {exit_code}"
-        retry = outcome.tries <= self.retries
         outcome.state = "failed"
+        outcome.bad_input = exit_code == EXIT_BAD_INPUT
+        if outcome.bad_input:
+            # the fingerprint lets a rerun tell an unchanged config (skipped) from a fixed one
+            common["config"] = run.fingerprint()
+            retry, note = False, "not tried again (bad input: see --retry-failed)"
+        else:
+            retry = outcome.tries <= self.retries
+            note = "trying again" if retry else f"after {outcome.tries} attempt(s)"
         self.ledger.append(run.id, "failed", error=outcome.error, **common)
-        note = "trying again" if retry else f"after {outcome.tries} attempt(s)"
         self._say(run, "failed", f"exit {exit_code}, {note}: {outcome.error}")
         return retry
 

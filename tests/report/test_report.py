@@ -168,3 +168,24 @@ def test_no_runs_is_a_one_line_error(tmp_path, capsys, make):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1
     assert ("holds no runs" if make else "not found") in err
+
+
+@pytest.mark.parametrize("sweep", [True, False])
+def test_a_corrupt_results_file_is_named_and_its_run_listed_as_unreadable(tmp_path, capsys, sweep):
+    """Not "done" without numbers (the ledger's word) nor "unfinished": a warning line naming
+    the file, the run listed as "results unreadable", the rest of the report as usual."""
+    root = tmp_path / "sweep"
+    _run(root, "seed=0", results=(0.5, 0.2, 0.3))
+    bad = _run(root, "seed=1", seed=1, results=(0.6, 0.3, 0.4)) / "results.json"
+    bad.write_text('{"clean_acc": 0.6, "adv_a')  # cut mid-write
+    if sweep:
+        ledger = Ledger(root / "ledger.jsonl")
+        ledger.append("seed=0", "done", attempt=1)
+        ledger.append("seed=1", "done", attempt=1)
+    text = _report(root, tmp_path / "out")
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"{bad}: unreadable" in err, err
+    assert "| `seed=1` | results unreadable |" in text and "50.00 / 20.00 / 30.00" in text
+    with open(tmp_path / "out" / "results.csv") as f:
+        states = {row["run"]: row["state"] for row in csv.DictReader(f)}
+    assert states == {"seed=0": "done", "seed=1": "results unreadable"}

@@ -220,3 +220,20 @@ def test_the_ledger_says_why_a_run_failed(tmp_path, code, error):
     tracker.started(run)
     assert tracker.finished(run, code, 60.0) is True  # failed: tried again
     assert tracker.outcomes["r1"].error.startswith(error)
+
+
+def test_a_run_that_exits_2_is_not_tried_again(tmp_path):
+    """Exit 2 is bad input (a config or data error): the same each time, so no retry; its
+    record keeps the config's fingerprint, which a rerun compares."""
+    run = Run("r1", (("seed", "0"),), (), ("seed=0",))
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r1" / "sweep.log").write_text("fastrft train: error: data.root: bad\n")
+    console = io.StringIO()
+    tracker = Tracker(Ledger(tmp_path / "ledger.jsonl"), tmp_path, 3, Console(file=console))
+    tracker.queue([run])
+    tracker.started(run)
+    assert tracker.finished(run, 2, 5.0) is False
+    record = list(Ledger(tmp_path / "ledger.jsonl").records())[-1]
+    assert record["state"] == "failed" and record["error"] == "fastrft train: error: data.root: bad"
+    assert record["config"] == run.fingerprint()
+    assert "not tried again" in console.getvalue()

@@ -159,9 +159,10 @@ def test_report_numbers_match_the_ledger(finished_sweep, tmp_path):
         assert (tmp_path / name / "tiny_cnn-toy-eps_8_255-optim.lr=0.01.png").stat().st_size > 0
 
 
-def test_a_failing_run_is_retried_and_the_others_finish(tmp_path, capsys):
-    """A cell whose trainer exits non-zero (its data file is no .npz): tried 1 + retries times,
-    recorded each time, while the other cell finishes; the sweep's exit code is 1."""
+def test_a_run_failing_on_bad_input_is_not_tried_again(tmp_path, capsys):
+    """A cell whose trainer exits 2 (its data file is no .npz: bad input fails the same way
+    every time): tried once despite --retries, failed with the reason, while the other cell
+    finishes; the sweep says so, exits 1, and a rerun starts nothing."""
     broken = tmp_path / "broken.npz"
     broken.write_bytes(b"not an npz file")
     variants = {
@@ -174,9 +175,18 @@ def test_a_failing_run_is_retried_and_the_others_finish(tmp_path, capsys):
         main(["sweep", str(path), "--jobs", "2", "--retries", "1"])
     assert exit_info.value.code == 1
     assert states(root, "data=toy") == ["queued", "running", "done"]
-    assert states(root, "data=broken") == ["queued", "running", "failed", "running", "failed"]
-    failed = [r for r in ledger(root) if r["state"] == "failed"]
-    assert [r["attempt"] for r in failed] == [1, 2] and all(r["exit_code"] != 0 for r in failed)
+    assert states(root, "data=broken") == ["queued", "running", "failed"]
+    failed = next(r for r in ledger(root) if r["state"] == "failed")
+    assert failed["exit_code"] == 2 and failed["attempt"] == 1
     log_tail = (root / "data=broken" / "sweep.log").read_text().strip().splitlines()[-1]
-    assert failed[-1]["error"] == log_tail.strip() and "npz" in log_tail
-    assert "1 run(s) failed" in capsys.readouterr().err
+    assert failed["error"] == log_tail.strip() and "npz" in log_tail
+    err = capsys.readouterr().err
+    assert "not tried again" in err and "--retry-failed" in err
+
+    count = len(ledger(root))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", str(path)])
+    assert exit_info.value.code == 1 and len(ledger(root)) == count
+    err = capsys.readouterr().err
+    assert "2 runs, 1 done, 1 failed on bad input, 0 to run" in err
+    assert "--retry-failed" in err

@@ -81,6 +81,24 @@ def test_plan_recovers_what_a_killed_sweep_could_not_record(tmp_path):
     assert len(list(ledger.records())) == 6
 
 
+def test_a_run_failed_on_bad_input_is_left_alone_until_asked_or_changed(tmp_path):
+    """Exit 2 (a config or data error) fails the same way each time: a rerun skips the run
+    unless --retry-failed asks for it or its config changed since; other failures rerun."""
+    spec = load_spec(write_sweep(tmp_path, {"seed": [0, 1]}))
+    bad, crashed = spec.runs()
+    ledger = Ledger(spec.root / "ledger.jsonl")
+    spec.root.mkdir()
+    error = "fastrft train: error: broken.npz: not a readable .npz file"
+    ledger.append(bad.id, "failed", exit_code=2, error=error, config=bad.fingerprint())
+    ledger.append(crashed.id, "failed", exit_code=1, error="Traceback")
+    work = plan(spec, [bad, crashed], ledger)
+    assert [r.id for r in work.todo] == [crashed.id] and work.refused == {bad.id: error}
+    assert [r.id for r in plan(spec, [bad], ledger, retry_failed=True).todo] == [bad.id]
+    changed = load_spec(write_sweep(tmp_path, {"seed": [0]}, overrides={"epochs": 3}))
+    assert changed.runs()[0].fingerprint() != bad.fingerprint()
+    assert [r.id for r in plan(changed, changed.runs(), ledger).todo] == [bad.id]
+
+
 def test_a_root_that_cannot_be_locked_is_a_one_line_error(tmp_path, monkeypatch):
     def no_locks(fd, operation):
         raise OSError(38, "Function not implemented")

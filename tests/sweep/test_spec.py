@@ -131,6 +131,11 @@ def _fails(capsys, tmp_path, argv, message):
         ({"seed": []}, {}, "grid key 'seed' has no values"),
         ({"schedule.name": ["fix", "fix"]}, {}, "lists 'fix' twice"),
         ({"attack.eps": ["-1"]}, {}, "run attack.eps=-1: attack.eps: must be >= 0"),
+        (
+            {"schedule.name": ["fix", "foo"]},
+            {},
+            "run schedule.name=foo: schedule.name: must be one of fix, hinge",
+        ),
         ({"seed": [0]}, {"overrides": {"optim.lrr": 1}}, "'optim.lrr' is not a config key"),
         ({"seed": [0]}, {"configs": ["nope.yaml"]}, "config file 'nope.yaml' not found"),
         ({"seed": [0]}, {"gird": 1}, "unknown top-level key 'gird'"),
