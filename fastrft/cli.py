@@ -235,11 +235,11 @@ def _run(name: str, command: Callable[[], int | None]) -> None:
 
     A command may also return a non-zero exit code itself (a sweep with failed runs)."""
     from fastrft.config import ConfigError
-    from fastrft.errors import TrainingDiverged
+    from fastrft.errors import MissingDependency, TrainingDiverged
 
     try:
         code = command()
-    except (ConfigError, ValueError, FileNotFoundError) as err:
+    except (ConfigError, ValueError, FileNotFoundError, MissingDependency) as err:
         print(f"fastrft {name}: error: {err}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     except TrainingDiverged as err:
