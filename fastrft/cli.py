@@ -5,6 +5,7 @@ fastrft eval RUN_DIR_OR_CHECKPOINT [--eps-max 8/255] [--attack apgd|pgd|autoatta
              [--precision fp32|bf16]              writes RUN_DIR/eval.json
 fastrft demo
 fastrft train --help-config      every config key, its default and what it does
+fastrft --version
 
 Commands with many options of their own (bench, sweep, report, demo) own their parsers:
 each lives in its module as `main(argv)`, imported only when that command runs.
@@ -24,10 +25,10 @@ EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 
 # command -> (module whose main(argv) runs it, one-line help)
 DELEGATED = {
-    "bench": ("fastrft.bench.cli", "throughput of a robust training step or an attack"),
+    "bench": ("fastrft.bench.options", "throughput of a robust training step or an attack"),
     "sweep": ("fastrft.sweep.cli", "run a grid of training runs, resumably"),
     "report": ("fastrft.report.cli", "tables, statistics and plots from run directories"),
-    "demo": ("fastrft.demo", "the offline robust fine-tuning demo"),
+    "demo": ("fastrft.demo_options", "the offline robust fine-tuning demo"),
 }
 
 
@@ -44,12 +45,39 @@ def fraction_arg(text: str) -> float:
         ) from err
 
 
+def version() -> str:
+    """The installed distribution's version; the package's own when fastrft runs from a
+    source tree that was never installed (PYTHONPATH)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("fastrft")
+    except PackageNotFoundError:
+        from fastrft import __version__
+
+        return __version__
+
+
+class _PrintVersion(argparse.Action):
+    """--version, looked up only when asked for: reading the package metadata takes a
+    noticeable fraction of a second."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"fastrft {version()}")
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fastrft",
         description="Fast robust fine-tuning of "
         "pretrained image classifiers, with Epsilon-Scheduling.",
     )
+    p.add_argument("--version", action=_PrintVersion, help="print fastrft's version and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser(
@@ -213,11 +241,11 @@ def _run(name: str, command: Callable[[], int | None]) -> None:
 
     A command may also return a non-zero exit code itself (a sweep with failed runs)."""
     from fastrft.config import ConfigError
-    from fastrft.errors import TrainingDiverged
+    from fastrft.errors import MissingDependency, TrainingDiverged
 
     try:
         code = command()
-    except (ConfigError, ValueError, FileNotFoundError) as err:
+    except (ConfigError, ValueError, FileNotFoundError, MissingDependency) as err:
         print(f"fastrft {name}: error: {err}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     except TrainingDiverged as err:

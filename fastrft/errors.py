@@ -4,6 +4,11 @@
 import re
 
 
+class MissingDependency(ImportError):
+    """An optional package a feature needs is not installed; the message says how to install
+    it. An ImportError, so code that tests for one still works."""
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 

@@ -37,7 +37,7 @@ import yaml
 from torch import Tensor, nn
 
 from fastrft.attacks import apgd, attack_mode, pgd
-from fastrft.attacks.core import canonical_norm
+from fastrft.attacks.core import canonical_norm, logits_of
 from fastrft.budgets import eps_grid, whole_steps
 
 if TYPE_CHECKING:
@@ -278,7 +278,7 @@ def model_device(model: nn.Module) -> torch.device:
 @torch.no_grad()
 def predict_correct(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """Per sample: whether the model's top-1 prediction is the label."""
-    return model(x).argmax(1) == y
+    return logits_of(model(x), len(x)).argmax(1) == y
 
 
 def ratio(correct: Tensor, total: int) -> list[float]:

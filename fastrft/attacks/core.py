@@ -1,12 +1,14 @@
 """What every attack shares: argument checks, the model's state while an attack runs, and
-the input gradient. Attacks know nothing of training; the model maps pixels to logits."""
+the input gradient. Attacks know nothing of training; the model maps pixels to logits: a
+tensor (N, classes), or an output holding one as its ``logits`` attribute or key, as
+Hugging Face classifiers return (see :func:`logits_of`)."""
 
 from __future__ import annotations
 
 import functools
 import math
 import numbers
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Literal, TypeVar
 
@@ -240,12 +242,42 @@ def loss_and_grad(
     """
     x_in = x_adv.detach().requires_grad_(need_grad)
     with torch.enable_grad() if need_grad else torch.no_grad():
-        logits = model(x_in)
+        logits = logits_of(model(x_in), x_in.shape[0])
         losses = loss_fn(logits.float(), y)
         grad = torch.autograd.grad(losses.sum(), x_in)[0] if need_grad else None
     if grad is not None and grad.stride() != x_in.stride():
         grad = torch.empty_like(x_in).copy_(grad)
     return losses.detach(), logits.detach(), grad
+
+
+def logits_of(output: object, n: int) -> Tensor:
+    """The logits (n, classes) in what a model returned for n images: the tensor itself, or
+    the ``logits`` attribute or key of an output object (Hugging Face's ModelOutput has
+    both). Anything else is a ValueError saying what came back: a tuple is not guessed at,
+    models put features or auxiliary heads first as well as logits."""
+    logits = output
+    if isinstance(output, Mapping):
+        logits = output.get("logits")
+    elif not isinstance(output, Tensor):
+        logits = getattr(output, "logits", None)
+    if isinstance(logits, Tensor) and logits.dim() == 2 and logits.shape[0] == n:
+        return logits
+    raise ValueError(
+        f"model returned {_describe(output)}; attacks need logits (N, classes) for the {n} "
+        "images: make its forward return them (a tensor, or an output with a .logits tensor)"
+    )
+
+
+def _describe(output: object) -> str:
+    """What a model returned, in a few words."""
+    if isinstance(output, Tensor):
+        return f"a tensor of shape {tuple(output.shape)}"
+    if isinstance(output, Mapping):
+        return f"a {type(output).__name__} with keys {list(output)[:5]}"
+    if isinstance(output, (tuple, list)):
+        kinds = ", ".join(type(v).__name__ for v in output[:5])
+        return f"a {type(output).__name__} of {len(output)} ({kinds})"
+    return f"a {type(output).__name__} (no .logits tensor)"
 
 
 def succeeded(logits: Tensor, y: Tensor, targeted: bool) -> Tensor:

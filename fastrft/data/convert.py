@@ -41,8 +41,24 @@ from fastrft.data.readers import (
     read_rgb,
     split_indices,
 )
+from fastrft.errors import MissingDependency
+
+INSTALL_FFCV = (
+    "install its system libraries (apt-get install libopencv-dev libturbojpeg0-dev "
+    'pkg-config), then FFCV itself (pip install "fastrft[ffcv]")'
+)
 
 # --------------------------------------------------------------------------- checks
+
+
+def require_ffcv() -> None:
+    """Raise MissingDependency, saying how to install FFCV, when ``import ffcv`` fails: called
+    before any work, so a missing FFCV is not found after minutes of reading images."""
+    try:
+        import ffcv  # noqa: F401
+    except ImportError as err:  # not installed, or its OpenCV / libturbojpeg missing
+        reason = " ".join(str(err).split())
+        raise MissingDependency(f"FFCV cannot be imported ({reason}): {INSTALL_FFCV}") from err
 
 
 def _drop_unreadable(split: Split, on_bad_image: str, progress: bool, name: str) -> Split:
@@ -193,6 +209,7 @@ def convert(
     Returns {"train": path, "val": path}.
     """
     _check_options(mode, jpeg_quality, max_side, workers, on_bad_image)
+    require_ffcv()
     src = Path(src)
     train, val, classes = load_source(src, source)
     num_classes = len(classes) if classes else largest_label(train, val) + 1
@@ -257,6 +274,7 @@ class BetonInfo:
 def read_beton(path: str | os.PathLike[str]) -> Any:
     """FFCV's Reader for ``path``, with its failures on bad files turned into errors naming it:
     FileNotFoundError when it is missing, ValueError when unreadable or truncated."""
+    require_ffcv()
     from ffcv.reader import Reader
 
     path = Path(path)
@@ -341,6 +359,7 @@ def beton_info(path: str | os.PathLike[str]) -> BetonInfo:
     readable .beton with an RGBImageField and an IntField (a truncated file, for one), or
     when a label lies outside [0, num_classes) (see _checked_num_classes).
     """
+    require_ffcv()
     from ffcv.fields import IntField, RGBImageField
 
     path = Path(path)
@@ -378,4 +397,5 @@ __all__: Sequence[str] = [
     "classes_file",
     "convert",
     "read_beton",
+    "require_ffcv",
 ]

@@ -47,11 +47,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-INSTALL_HINT = (
-    "FFCV is not installed: install its system libraries with "
-    "`apt-get install libopencv-dev libturbojpeg0-dev pkg-config`, "
-    "then `pip install 'fastrft[ffcv]'`"
-)
 TRAIN_CROP_SCALE = (0.64, 1.0)
 
 
@@ -62,14 +57,6 @@ def ffcv_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def _import_ffcv() -> Any:
-    try:
-        import ffcv
-    except ImportError as e:
-        raise ImportError(INSTALL_HINT) from e
-    return ffcv
 
 
 def _fields(reader: Any, path: Path) -> tuple[str, str]:
@@ -105,8 +92,9 @@ class FfcvLoader:
         workers: int = 2,
         crop_scale: tuple[float, float] = TRAIN_CROP_SCALE,
     ) -> None:
-        _import_ffcv()
-        from .convert import beton_info, read_beton
+        from .convert import beton_info, read_beton, require_ffcv
+
+        require_ffcv()  # a missing FFCV says how to install it, before any file is read
 
         self.path = Path(path)
         self.info = beton_info(self.path)  # a bad file or a label outside [0, C) raises here

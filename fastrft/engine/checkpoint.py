@@ -58,9 +58,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _temporary(path: Path, pid: int | str) -> Path:
+    """Where the process ``pid`` writes ``path`` before renaming it (pid "*": a glob)."""
+    return path.with_name(f".{path.name}.tmp-{pid}")
+
+
 def _write_synced(obj: Any, path: Path) -> Path:
     """torch.save to a temporary file beside ``path``, fsynced; the temporary file's path."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = _temporary(path, os.getpid())
     with open(tmp, "wb") as f:
         torch.save(obj, f)
         f.flush()
@@ -98,6 +103,14 @@ class Checkpointer:
         os.replace(tmp, self.last)
         _fsync_dir(self.folder)
         self._last_readable = True
+
+    def remove_leftovers(self) -> None:
+        """Delete the temporary files of saves cut short (``.last.pt.tmp-PID``, from a process
+        killed mid-write), which nothing else removes. For the holder of the run directory's
+        lock, before it saves: no other process writes here then, so each one is left over,
+        whichever process (dead, or alive doing something else) its pid names."""
+        for tmp in self.folder.glob(_temporary(self.last, "*").name):
+            tmp.unlink(missing_ok=True)
 
     def _last_is_readable(self) -> bool:
         if self._last_readable is None:

@@ -147,6 +147,8 @@ class Trainer:
             # held while fit() runs: two runs in one directory would interleave logs and
             # checkpoints; taken before anything is written there
             lock = self._lock_run_dir() if self.dist.main else None
+            if lock is not None:
+                self.checkpointer.remove_leftovers()
             start = self._resume()
             finished = self._finished_results() if start == self.cfg.epochs else None
             if finished is not None:

@@ -134,3 +134,81 @@ def test_dlr_needs_three_classes(attack):
     fn = {"pgd": pgd, "apgd": apgd}[attack]
     with pytest.raises(ValueError, match=r"loss='dlr' needs at least 3 classes.*2.*loss='ce'"):
         fn(two, X, Y, 4 / 255, loss="dlr")
+
+
+class _Returns(torch.nn.Module):
+    """A classifier whose forward wraps its logits the way ``wrap`` says."""
+
+    def __init__(self, wrap):
+        super().__init__()
+        self.net, self.wrap = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 3)), wrap
+
+    def forward(self, x):
+        return self.wrap(self.net(x))
+
+
+class _HFOutput:
+    """What a Hugging Face image classifier returns: an object with .logits (and others)."""
+
+    def __init__(self, logits):
+        self.logits, self.hidden_states = logits, None
+
+
+LOGITS_CARRIERS = {
+    "attribute": _HFOutput,
+    "dict key": lambda t: {"logits": t, "aux": t.detach()},
+}
+
+
+@pytest.mark.parametrize("attack", ["pgd", "apgd", "fgsm"])
+@pytest.mark.parametrize("carrier", sorted(LOGITS_CARRIERS))
+def test_logits_are_taken_from_a_model_output_named_logits(attack, carrier):
+    """HF-style outputs: the tensor named ``logits`` (attribute or key) is attacked."""
+    plain = _Returns(lambda t: t)
+    wrapped = _Returns(LOGITS_CARRIERS[carrier])
+    wrapped.load_state_dict(plain.state_dict())
+    fn = {"pgd": pgd, "apgd": apgd, "fgsm": fgsm}[attack]
+    torch.manual_seed(0)
+    want = fn(plain, X, Y, 8 / 255)
+    torch.manual_seed(0)
+    assert torch.equal(fn(wrapped, X, Y, 8 / 255), want)
+
+
+OTHER_OUTPUTS = [
+    pytest.param(lambda t: (t, t), r"a tuple of 2 \(Tensor, Tensor\)", id="tuple"),
+    pytest.param(lambda t: [t], r"a list of 1 \(Tensor\)", id="list"),
+    pytest.param(lambda t: {"scores": t}, r"a dict with keys \['scores'\]", id="dict"),
+    pytest.param(lambda t: t[:, 0], r"a tensor of shape \(2,\)", id="1-d"),
+    pytest.param(lambda t: t.tolist(), r"a list of 2 \(list, list\)", id="numbers"),
+]
+
+
+@pytest.mark.parametrize("attack", ["pgd", "apgd", "fgsm", "accuracy_curve"])
+@pytest.mark.parametrize(("wrap", "match"), OTHER_OUTPUTS)
+def test_a_model_output_without_logits_is_named(attack, wrap, match):
+    from fastrft.evaluate import accuracy_curve
+
+    model = _Returns(wrap)
+    fix = r"; attacks need logits \(N, classes\).*forward return"
+    with pytest.raises(ValueError, match="model returned " + match + fix):
+        if attack == "accuracy_curve":
+            accuracy_curve(model, [(X, Y)], [0, 4 / 255], steps=2)
+        else:
+            {"pgd": pgd, "apgd": apgd, "fgsm": fgsm}[attack](model, X, Y, 4 / 255)
+
+
+def test_numpy_eps_everywhere_the_library_takes_a_budget(model):
+    """np.float32(8/255), as numpy arithmetic gives it, counts as the float it holds."""
+    from fastrft.attacks import APGD, FFGSM, FGSM, PGD, PGDL2
+    from fastrft.evaluate import accuracy_curve, robust_accuracy
+
+    eps = np.float32(8 / 255)
+    for cls in (APGD, FFGSM, FGSM, PGD, PGDL2):
+        torch.manual_seed(0)
+        want = cls(model, eps=float(eps))(X, Y)
+        torch.manual_seed(0)
+        assert torch.equal(cls(model, eps=eps)(X, Y), want), cls.__name__
+    grid = [np.float32(0), eps]
+    want = accuracy_curve(model, [(X, Y)], [0.0, float(eps)], steps=2, seed=0)
+    assert accuracy_curve(model, [(X, Y)], grid, steps=2, seed=0) == want
+    assert robust_accuracy(model, [(X, Y)], eps, steps=2, seed=0) == want[1]

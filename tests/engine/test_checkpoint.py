@@ -1,6 +1,8 @@
 """Checkpoint rotation: a corrupt ``last.pt`` never pushes the good ``prev.pt`` out, a
 fallback says so, and two unreadable files say why each is unreadable."""
 
+import os
+
 import pytest
 import torch
 
@@ -52,3 +54,24 @@ def test_no_readable_checkpoint_says_why_for_each_file(tmp_path):
     assert "\n" not in message
     assert "last.pt" in message and "is empty" in message, message
     assert "prev.pt" in message, message
+
+
+def test_a_run_removes_the_temporary_files_of_saves_cut_short(tmp_path):
+    """A save killed mid-write leaves .last.pt.tmp-PID: the next run in the directory, the
+    only process writing there while it holds the directory's lock, removes every one."""
+    from fastrft.cli import main
+    from tests.engine.test_train import TINY
+
+    run = tmp_path / "run"
+    folder = run / "checkpoints"
+    folder.mkdir(parents=True)
+    notes = folder / "notes.txt"  # not a checkpoint's temporary file: kept
+    notes.write_text("mine")
+    command = ["train", "--no-progress", *TINY, "epochs=1", "data.toy_samples=64", f"out_dir={run}"]
+    for pid in (2**22 + 1, os.getpid()):  # past Linux's largest pid (never alive), this one's
+        (folder / f".last.pt.tmp-{pid}").write_bytes(b"half a checkpoint")
+    main(command)  # starts the run
+    assert sorted(p.name for p in folder.iterdir()) == ["last.pt", "notes.txt"]
+    (folder / f".last.pt.tmp-{os.getpid()}").write_bytes(b"half a checkpoint")
+    main(command)  # finds it finished
+    assert sorted(p.name for p in folder.iterdir()) == ["last.pt", "notes.txt"]

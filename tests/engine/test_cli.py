@@ -1,7 +1,13 @@
 """`fastrft --help` and each command's help explain their options; logs reach TensorBoard."""
 
+import importlib.metadata
+import json
+import subprocess
+import sys
+
 import pytest
 
+import fastrft
 from fastrft.cli import main
 from tests.engine.test_train import TINY
 
@@ -21,6 +27,55 @@ def test_help_explains_every_option(capsys, argv, expected):
     out = capsys.readouterr().out
     for word in expected:
         assert word in out, f"{word} missing from `fastrft {' '.join(argv)} --help`"
+
+
+# runs `fastrft` command lines in one fresh interpreter, each to its exit, and names the
+# first after which torch is imported
+TORCH_FREE = """
+import contextlib, io, json, sys
+from fastrft.cli import main
+for argv in json.loads(sys.argv[1]):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        main(argv)
+    assert out.getvalue().startswith(("usage: fastrft", "fastrft 0")), (argv, out.getvalue())
+    if "torch" in sys.modules:
+        sys.exit(f"`fastrft {' '.join(argv)}` imported torch")
+"""
+HELP = [["--help"], ["--version"], ["train", "--help"], ["eval", "--help"], ["data", "--help"]]
+HELP += [
+    ["data", "convert", "--help"],
+    *([c, "--help"] for c in ("bench", "demo", "sweep", "report")),
+]
+
+
+def test_help_and_version_start_without_torch():
+    """Loading torch takes seconds: asking how to call a command must not wait for it."""
+    run = subprocess.run(
+        [sys.executable, "-c", TORCH_FREE, json.dumps(HELP)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_version_is_the_installed_one(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"fastrft {importlib.metadata.version('fastrft')}\n"
+
+
+def test_version_of_a_source_tree_never_installed(capsys, monkeypatch):
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"fastrft {fastrft.__version__}\n"
 
 
 def test_help_config_and_print_config(capsys):
