@@ -463,13 +463,29 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(p.read_text())
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {err}") from err
+        where = " ".join(str(err).split())  # yaml's message spans lines
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {where}") from err
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise ConfigError(
             f"config file {str(p)!r} must hold a mapping of keys, got {type(raw).__name__}"
         )
+    return raw
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any] | None:
+    """The config.yaml a run left in ``run_dir``, or None where there is none; one cut short
+    by a crash or garbled by an edit is refused, naming the file."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        return None
+    try:
+        raw = _read_yaml(path)
+    except ConfigError as err:
+        raise ConfigError(f"{err}: repair or delete it") from err
+    if not raw:
+        raise ConfigError(f"config file {str(path)!r} is empty: repair or delete it")
     return raw
 
 

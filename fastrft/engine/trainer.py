@@ -23,13 +23,14 @@ from torch.nn.parallel import DistributedDataParallel
 
 from fastrft import locks
 from fastrft.attacks import apgd, pgd
-from fastrft.config import ConfigError, RunConfig, save_config, to_yaml
+from fastrft.config import ConfigError, RunConfig, read_run_config, save_config, to_yaml
 from fastrft.data import build_loaders
 from fastrft.errors import TrainingDiverged
 from fastrft.evaluate import delay_time, paper_metrics, precision_context, seeded
 from fastrft.models import build_model
 from fastrft.objectives import make_objective
 from fastrft.optim import build_optimizer, cosine_with_warmup, group_size, updates_per_epoch
+from fastrft.paths import check_out_dir
 from fastrft.schedules import make_schedule
 from fastrft.sweep.rundir import read_results, write_json_atomic
 
@@ -58,6 +59,10 @@ class Trainer:
         self.console = console or Console(stderr=True, soft_wrap=True)
         self.show_progress = progress and self.dist.main
         self.run_dir = Path(cfg.out_dir)
+        # refused before the data and the model, minutes of work, are built
+        if self.dist.main:
+            check_out_dir(self.run_dir, "out_dir")
+        self._saved_config = read_run_config(self.run_dir)  # None: no config.yaml yet
         torch.manual_seed(cfg.seed + self.dist.rank)
 
         loaders = build_loaders(
@@ -196,11 +201,9 @@ class Trainer:
         state = self.checkpointer.load()
         # what the run was trained under: its checkpoint's own config (config.yaml may be gone
         # or edited), or config.yaml for a run stopped before its first checkpoint
-        ran = state["config"] if state is not None else None
-        if ran is None and saved.exists():
-            ran = saved.read_text()
+        ran = yaml.safe_load(state["config"]) if state is not None else self._saved_config
         if ran is not None:
-            self._check_same_run(yaml.safe_load(ran))
+            self._check_same_run(ran)
         if self.dist.main:
             # fit()'s lock has made it; a caller resuming without fit() (a tool, a test) not
             self.run_dir.mkdir(parents=True, exist_ok=True)
