@@ -10,10 +10,16 @@ from pathlib import Path
 
 def check_out_dir(folder: Path, what: str) -> None:
     """Refuse, as a ValueError naming ``what`` (the key or option that gave the folder), a
-    folder that is a file, or that could not be made or written into."""
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"{what}: {folder} is a file, not a folder: choose another {what}")
-    _check_can_write_in(folder, what)
+    folder that is a file, or that could not be made or written into: the folder or, where
+    it is still to be made, the deepest of its parents that exists (the one mkdir writes in)."""
+    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        made = "" if existing == folder else f"{folder} cannot be made: "
+        raise ValueError(f"{what}: {made}{existing} is a file, not a folder: choose another {what}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"{what}: {existing} is not writable: choose another {what}, or make it writable"
+        )
 
 
 def check_out_file(path: Path, what: str) -> None:
@@ -27,18 +33,4 @@ def check_out_file(path: Path, what: str) -> None:
         raise ValueError(
             f"{what}: the folder {path.parent} does not exist: create it, or choose another {what}"
         )
-    _check_can_write_in(path.parent, what)
-
-
-def _check_can_write_in(folder: Path, what: str) -> None:
-    """``folder``, or the deepest of its parents that exists (the one a mkdir writes into),
-    must be a folder this process may write in."""
-    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
-    if not existing.is_dir():
-        raise ValueError(
-            f"{what}: {folder} cannot be made: {existing} is a file: choose another {what}"
-        )
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(
-            f"{what}: {existing} is not writable: choose another {what}, or make it writable"
-        )
+    check_out_dir(path.parent, what)

@@ -39,7 +39,7 @@ from .checkpoint import Checkpointer, rng_state, set_rng_state
 from .devices import pick_device
 from .distributed import all_reduce_sum, close_distributed, init_distributed
 from .graphs import CapturedCall, CaptureFailed
-from .log import MetricsLog, progress_bar
+from .log import MetricsLog, counted, progress_bar
 from .speed import resolve_speed
 from .step import capture_step, robust_step
 
@@ -476,8 +476,10 @@ class Trainer:
         """The paper's numbers (clean, robust at eps_g, the accuracy-vs-eps curve, E.adv) as
         `fastrft eval` computes them: on the bare model (not compiled), in eval.precision,
         seeded with the run's seed."""
+        with counted(self.console, self.show_progress, "final evaluation, batches") as progress:
+            metrics = paper_metrics(self.model, self.val_loader, self.cfg, progress=progress)
         results = {
-            **paper_metrics(self.model, self.val_loader, self.cfg),
+            **metrics,
             "delay_time": delay_time([r["val_clean_acc"] for r in self.history]),
             "epochs": self.cfg.epochs,
             "schedule": self.schedule.describe(),
