@@ -224,18 +224,41 @@ def test_ctrl_c_in_eval_says_nothing_was_written(run_dir, tmp_path, capsys, monk
     assert _files(run) == before
 
 
+@pytest.fixture
+def terminal(monkeypatch):
+    """stderr taken for a terminal: rich draws progress on terminals only, not dumb ones."""
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("TERM", "xterm")
+
+
+def _counts(text: str, total: int) -> set[str]:
+    """Each "k/total" the progress showed."""
+    return set(re.findall(rf"(?<![\d/])(\d+)/{total}(?!\d)", text))
+
+
 @pytest.mark.parametrize("shown", [True, False])
-def test_eval_shows_its_progress_batch_by_batch(run_dir, tmp_path, capsys, monkeypatch, shown):
+def test_eval_shows_its_progress_batch_by_batch(run_dir, tmp_path, capsys, terminal, shown):
     """On a terminal, each of the 3 validation batches (48 images, 16 a batch) is counted;
     --no-progress shows none. It used to print nothing until the end."""
-    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich draws progress on terminals only,
-    monkeypatch.setenv("TERM", "xterm")  # and not on dumb ones
     flags = [] if shown else ["--no-progress"]
     out = tmp_path / "eval.json"
     main(["eval", str(run_dir), "--out", str(out), "data.eval_batch_size=16", *flags])
-    counts = re.findall(r"(?<![\d/])([0-3])/3(?!\d)", capsys.readouterr().err)
-    assert counts == [] if not shown else {"1", "2", "3"} <= set(counts), counts
+    counts = _counts(capsys.readouterr().err, 3)
+    assert counts == set() if not shown else {"1", "2", "3"} <= counts, counts
     assert json.loads(out.read_text())["num_samples"] == 48
+
+
+def test_autoattack_shows_its_progress_budget_by_budget(
+    run_dir, tmp_path, capsys, monkeypatch, terminal
+):
+    """AutoAttack attacks the whole split at one budget at a time: the 5 budgets (0 to 4/255)
+    are counted. AutoAttack itself is stood in for: its verdict is not what is tested."""
+    monkeypatch.setattr(evaluate_module, "autoattack_accuracy", lambda *args, **kwargs: 0.5)
+    out = tmp_path / "aa.json"
+    main(["eval", str(run_dir), "--attack", "autoattack", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert "autoattack, budgets" in err and {"1", "2", "3", "4", "5"} <= _counts(err, 5), err
+    assert json.loads(out.read_text())["accuracy_curve"] == [0.5] * 5
 
 
 def test_the_final_evaluation_of_training_shows_its_progress(tmp_path):
