@@ -439,10 +439,11 @@ def _check_torch_file(path: Path) -> None:
     """Refuse a file torch.save did not write (a config, weights in safetensors, ...) by what
     eval takes, before torch names its own internal error for it."""
     if not path.is_file():
-        return  # load_checkpoint says it is not found
+        return  # load_checkpoint says so
     with open(path, "rb") as f:
         head = f.read(len(ZIP_MAGIC))
-    if not head.startswith((ZIP_MAGIC, PICKLE_MAGIC)):
+    # an empty file (a write cut short) is load_checkpoint's to name
+    if head and not head.startswith((ZIP_MAGIC, PICKLE_MAGIC)):
         raise ValueError(
             f"{path} is not a checkpoint (a file written by `fastrft train`): pass a run "
             "directory, or a checkpoint in one, such as RUN_DIR/checkpoints/last.pt"
