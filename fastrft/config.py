@@ -456,6 +456,14 @@ def _merge_error(err: OmegaConfBaseException, source: str) -> ConfigError:
     return ConfigError(f"{key}: bad value in {source}: {msg}")
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """yaml's error in one line: the problem and where (its own message spans lines)."""
+    mark = getattr(err, "problem_mark", None)
+    if mark is None:
+        return " ".join(str(err).split())
+    return f"{err.problem} at line {mark.line + 1}, column {mark.column + 1}"
+
+
 def _read_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
@@ -463,8 +471,9 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(p.read_text())
     except yaml.YAMLError as err:
-        where = " ".join(str(err).split())  # yaml's message spans lines
-        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {where}") from err
+        raise ConfigError(
+            f"config file {str(p)!r} is not valid YAML: {_yaml_problem(err)}"
+        ) from err
     if raw is None:
         return {}
     if not isinstance(raw, dict):
