@@ -43,12 +43,14 @@ def test_an_out_dir_under_a_file_is_refused(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_an_out_dir_in_a_read_only_folder_is_refused(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("inside", [True, False])
+def test_an_out_dir_in_a_read_only_folder_is_refused(tmp_path, capsys, monkeypatch, inside):
+    """A read-only out_dir, or one to be made in a read-only folder."""
     folder = tmp_path / "read-only"
     folder.mkdir()
     folder.chmod(0o555)
     try:
-        err = _refused(folder / "run", capsys, monkeypatch)
+        err = _refused(folder / "run" if inside else folder, capsys, monkeypatch)
     finally:
         folder.chmod(0o755)
     assert f"{folder} is not writable" in err, err
