@@ -2,7 +2,8 @@
 
 fastrft train CONFIG [CONFIG ...] [key=value ...]
 fastrft eval RUN_DIR_OR_CHECKPOINT [--eps-max 8/255] [--attack apgd|pgd|autoattack]
-             [--precision fp32|bf16]              writes RUN_DIR/eval.json
+             [--precision fp32|bf16]              writes RUN_DIR/eval.json, or NAME.eval.json
+                                                  beside a checkpoint file NAME.pt
 fastrft demo
 fastrft train --help-config      every config key, its default and what it does
 fastrft --version
@@ -22,6 +23,9 @@ from pathlib import Path
 from fastrft.data.layouts import DATASETS
 
 EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+RESUMES = "interrupted: rerun the same command to resume from the last checkpoint"
+# what an interruption leaves, for the commands that cannot resume
+INTERRUPTED = {"eval": "interrupted: nothing was written (a rerun evaluates from the start)"}
 
 # command -> (module whose main(argv) runs it, one-line help)
 DELEGATED = {
@@ -113,7 +117,8 @@ def _parser() -> argparse.ArgumentParser:
         "step, ..., eps-max, expected robustness up to the run's attack.eps, as training "
         "computed them for results.json: each option defaults to the run's eval.* key, the "
         "random starts are seeded with the run's seed, so the same checkpoint gives the same "
-        "numbers. Writes eval.json into the run directory (atomically; see --out).",
+        "numbers. Writes RUN_DIR/eval.json for a run directory, NAME.eval.json beside a "
+        "checkpoint file NAME.pt (atomically; see --out), checked before evaluating.",
     )
     e.add_argument("checkpoint", help="a run directory or a checkpoint file (.pt)")
     e.add_argument(
@@ -146,9 +151,10 @@ def _parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         default=None,
-        help="where to write the results (default: RUN_DIR/eval.json, the run directory "
-        "holding the checkpoint)",
+        help="where to write the results (default: RUN_DIR/eval.json, or NAME.eval.json "
+        "beside the checkpoint NAME.pt)",
     )
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.add_argument(
         "overrides",
         nargs="*",
@@ -252,10 +258,7 @@ def _run(name: str, command: Callable[[], int | None]) -> None:
         print(f"fastrft train: stopped: {err}", file=sys.stderr)
         sys.exit(EXIT_DIVERGED)
     except KeyboardInterrupt:
-        print(
-            "\ninterrupted: rerun the same command to resume from the last checkpoint",
-            file=sys.stderr,
-        )
+        print(f"\n{INTERRUPTED.get(name, RESUMES)}", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     if code:
         sys.exit(code)
@@ -280,20 +283,30 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
+    from rich.console import Console
+
+    from fastrft.engine.log import counted
     from fastrft.evaluate import evaluate_checkpoint
+    from fastrft.paths import check_out_file
     from fastrft.sweep.rundir import write_json_atomic
 
     path = Path(args.checkpoint)
-    results = evaluate_checkpoint(
-        path,
-        eps_max=args.eps_max,
-        grid_step=args.grid_step,
-        attack=args.attack,
-        steps=args.steps,
-        precision=args.precision,
-        overrides=args.overrides,
-    )
-    out = args.out or (path if path.is_dir() else path.parent.parent) / "eval.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: pass a run directory or a checkpoint file")
+    out = args.out or _eval_json(path)
+    check_out_file(out, "--out")  # before the minutes of evaluation whose numbers it keeps
+    unit = "autoattack, budgets" if args.attack == "autoattack" else "eval, batches"
+    with counted(Console(stderr=True), not args.no_progress, unit) as progress:
+        results = evaluate_checkpoint(
+            path,
+            eps_max=args.eps_max,
+            grid_step=args.grid_step,
+            attack=args.attack,
+            steps=args.steps,
+            precision=args.precision,
+            overrides=args.overrides,
+            progress=progress,
+        )
     write_json_atomic(out, results)
     grid, curve = results["eps_grid"], results["accuracy_curve"]
     for eps, acc in zip(grid, curve, strict=True):
@@ -302,6 +315,12 @@ def _eval(args: argparse.Namespace) -> None:
         f"clean {results['clean_acc']:.2%}  adv {results['adv_acc']:.2%}  "
         f"E.adv {results['expected_robustness']:.2%}  -> {out}"
     )
+
+
+def _eval_json(path: Path) -> Path:
+    """Where eval writes by default: RUN_DIR/eval.json, or NAME.eval.json beside a checkpoint
+    NAME.pt (one eval.json for a folder of checkpoints would keep only the last one's)."""
+    return path / "eval.json" if path.is_dir() else path.with_name(f"{path.stem}.eval.json")
 
 
 def _data(args: argparse.Namespace) -> None:

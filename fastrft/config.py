@@ -511,6 +511,14 @@ def _merge_error(err: OmegaConfBaseException, source: str) -> ConfigError:
     return ConfigError(f"{key}: bad value in {source}: {msg}")
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """yaml's error in one line: the problem and where (its own message spans lines)."""
+    mark = getattr(err, "problem_mark", None)
+    if mark is None:
+        return " ".join(str(err).split())
+    return f"{err.problem} at line {mark.line + 1}, column {mark.column + 1}"
+
+
 def _read_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
@@ -518,7 +526,9 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(p.read_text())
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {err}") from err
+        raise ConfigError(
+            f"config file {str(p)!r} is not valid YAML: {_yaml_problem(err)}"
+        ) from err
     if raw is None:  # an empty file, or comments only
         warn(f"config file {str(p)!r} is empty: it sets nothing, the defaults are used")
         return {}
@@ -526,6 +536,21 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(
             f"config file {str(p)!r} must hold a mapping of keys, got {type(raw).__name__}"
         )
+    return raw
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any] | None:
+    """The config.yaml a run left in ``run_dir``, or None where there is none; one cut short
+    by a crash or garbled by an edit is refused, naming the file."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        return None
+    try:
+        raw = _read_yaml(path)
+    except ConfigError as err:
+        raise ConfigError(f"{err}: repair or delete it") from err
+    if not raw:
+        raise ConfigError(f"config file {str(path)!r} is empty: repair or delete it")
     return raw
 
 

@@ -28,7 +28,7 @@ import functools
 import itertools
 import math
 import numbers
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -58,8 +58,12 @@ __all__ = [
 ]
 
 Batches = Iterable[tuple[Tensor, Tensor]]
+# called with (done, total) as each unit of a long evaluation ends; total None: unknown
+OnProgress = Callable[[int, int | None], None]
 AttackName = Literal["apgd", "pgd"]
 Precision = Literal["fp32", "bf16"]
+# how the files torch.save writes begin: a zip archive, or (before torch 1.6) a pickle
+ZIP_MAGIC, PICKLE_MAGIC = b"PK\x03\x04", b"\x80"
 # pgd's default step, alpha = 2.5 * eps / steps, follows each copy's own budget
 ATTACKS = {"apgd": apgd, "pgd": pgd}
 
@@ -155,6 +159,7 @@ def accuracy_curve(
     *,
     seed: int | None = None,
     precision: Precision = "fp32",
+    progress: OnProgress | None = None,
 ) -> list[float]:
     """Accuracy under ``attack`` at every budget of ``grid``, in one pass over ``batches``.
 
@@ -165,7 +170,8 @@ def accuracy_curve(
     only if its clean image is correct too. ``seed`` (None: torch's current stream) fixes the
     random starts; ``precision`` is fp32 (autocast off, even inside an autocast region) or
     bf16 (autocast). ``grid`` need not start at 0 or be sorted; pass it with the result to
-    :func:`expected_robustness` when it starts at 0.
+    :func:`expected_robustness` when it starts at 0. ``progress`` is called after each batch
+    with the count done and the batch count (None for batches without a length).
     """
     device = model_device(model)
     eps = torch.tensor(check_budgets(grid), dtype=torch.float32, device=device)
@@ -178,8 +184,9 @@ def accuracy_curve(
         )
     clean, attacked = (eps == 0).nonzero().flatten(), eps.nonzero().flatten()
     correct, total = torch.zeros_like(eps, dtype=torch.int64), 0
+    count = len(batches) if isinstance(batches, Sized) else None
     with seeded(seed, device), precision_context(precision, device), attack_mode(model, "eval"):
-        for x, y in batches:
+        for done, (x, y) in enumerate(batches, 1):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             clean_ok = predict_correct(model, x, y)
             correct[clean] += clean_ok.sum()
@@ -189,6 +196,8 @@ def accuracy_curve(
                     model, x, y, clean_ok, eps[attacked], run, chunk
                 )
             total += len(y)
+            if progress is not None:
+                progress(done, count)
     return ratio(correct, total)
 
 
@@ -315,23 +324,40 @@ def autoattack_accuracy(
 
 
 def paper_metrics(
-    model: nn.Module, batches: Any, cfg: RunConfig, autoattack: bool = False
+    model: nn.Module,
+    batches: Any,
+    cfg: RunConfig,
+    autoattack: bool = False,
+    progress: OnProgress | None = None,
 ) -> dict[str, Any]:
     """The paper's numbers for a run's model on ``batches`` (a loader with ``num_samples``),
     as the run's config asks: the accuracy-vs-eps curve up to eval.eps_max, clean accuracy,
     Adv at attack.eps and E.adv up to it, with what makes them reproducible (attack, steps,
     precision, seed, sample count). The trainer's results.json and `fastrft eval` both come
     from here, so the same checkpoint gives the same curve in both. ``autoattack``: the curve
-    under AutoAttack instead, one run per budget."""
+    under AutoAttack instead, one run per budget. ``progress`` counts the batches, or under
+    AutoAttack the budgets (see :func:`accuracy_curve`)."""
     e, norm, eps_g = cfg.eval, cfg.attack.norm, cfg.attack.eps
     eps_max, step = cfg.eval_grid()
     grid = eps_grid(eps_max, step)
     if autoattack:
-        curve = [autoattack_accuracy(model, batches, eps, norm) for eps in grid]
+        curve = []
+        for eps in grid:
+            curve.append(autoattack_accuracy(model, batches, eps, norm))
+            if progress is not None:
+                progress(len(curve), len(grid))
         how = {"attack": "autoattack", "steps": None, "precision": "fp32", "seed": None}
     else:
         curve = accuracy_curve(
-            model, batches, grid, e.attack, e.steps, norm, seed=cfg.seed, precision=e.precision
+            model,
+            batches,
+            grid,
+            e.attack,
+            e.steps,
+            norm,
+            seed=cfg.seed,
+            precision=e.precision,
+            progress=progress,
         )
         how = {"attack": e.attack, "steps": e.steps, "precision": e.precision, "seed": cfg.seed}
     upto = whole_steps(eps_g, step) + 1  # attack.eps is on the grid: the config checks it
@@ -357,6 +383,7 @@ def evaluate_checkpoint(
     steps: int | None = None,
     precision: Precision | None = None,
     overrides: Sequence[str] = (),
+    progress: OnProgress | None = None,
 ) -> dict[str, Any]:
     """The paper's evaluation of a saved run on its validation split, as its training ended
     (:func:`paper_metrics`). ``path`` is a checkpoint file, or a run directory whose newest
@@ -364,7 +391,7 @@ def evaluate_checkpoint(
     unreadable, with a warning). The run's eval.* settings and seed, with the model in the run's
     memory layout, unless given here. ``attack`` "autoattack" runs AutoAttack once per budget.
     ``overrides`` are config keys (e.g. data.root=PATH, device=cpu) applied over the run's
-    saved config, and are checked as at training."""
+    saved config, and are checked as at training. ``progress`` as for :func:`paper_metrics`."""
     from fastrft.config import load_config
     from fastrft.data import build_loaders
     from fastrft.engine.devices import pick_device
@@ -391,7 +418,7 @@ def evaluate_checkpoint(
     if channels_last:
         model.to(memory_format=torch.channels_last)
     batches = build_loaders(cfg.data, device, seed=cfg.seed, channels_last=channels_last).val
-    return {"checkpoint": str(path), **paper_metrics(model, batches, cfg, autoattack)}
+    return {"checkpoint": str(path), **paper_metrics(model, batches, cfg, autoattack, progress)}
 
 
 def _read_checkpoint(path: Path) -> tuple[Path, dict[str, Any]]:
@@ -399,9 +426,25 @@ def _read_checkpoint(path: Path) -> tuple[Path, dict[str, Any]]:
     from fastrft.engine.checkpoint import Checkpointer, load_checkpoint
 
     if not path.is_dir():
+        _check_torch_file(path)
         return path, load_checkpoint(path)
     checkpointer = Checkpointer(path / "checkpoints")
     state = checkpointer.load()
     if state is None:
         raise FileNotFoundError(f"no checkpoint in {checkpointer.folder}")
     return checkpointer.loaded_from, state
+
+
+def _check_torch_file(path: Path) -> None:
+    """Refuse a file torch.save did not write (a config, weights in safetensors, ...) by what
+    eval takes, before torch names its own internal error for it."""
+    if not path.is_file():
+        return  # load_checkpoint says so
+    with open(path, "rb") as f:
+        head = f.read(len(ZIP_MAGIC))
+    # an empty file (a write cut short) is load_checkpoint's to name
+    if head and not head.startswith((ZIP_MAGIC, PICKLE_MAGIC)):
+        raise ValueError(
+            f"{path} is not a checkpoint (a file written by `fastrft train`): pass a run "
+            "directory, or a checkpoint in one, such as RUN_DIR/checkpoints/last.pt"
+        )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +73,24 @@ def progress_bar(console: Console, enabled: bool) -> Progress:
         disable=not enabled,
         transient=True,
     )
+
+
+@contextmanager
+def counted(
+    console: Console, enabled: bool, what: str
+) -> Iterator[Callable[[int, int | None], None]]:
+    """A bar for a job counted in long units (``what``: "eval, batches"), and the function
+    to call with (done, total) as each unit ends: each call redraws the bar, since a unit
+    (an attacked batch, an AutoAttack budget) can take longer than a refresh tick."""
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not enabled,
+        transient=True,
+    )
+    with bar:
+        task = bar.add_task(what, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total, refresh=True)

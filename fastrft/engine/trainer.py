@@ -23,13 +23,14 @@ from torch.nn.parallel import DistributedDataParallel
 
 from fastrft import locks
 from fastrft.attacks import apgd, pgd
-from fastrft.config import ConfigError, RunConfig, save_config, to_yaml
+from fastrft.config import ConfigError, RunConfig, read_run_config, save_config, to_yaml
 from fastrft.data import build_loaders
 from fastrft.errors import TrainingDiverged
 from fastrft.evaluate import delay_time, paper_metrics, precision_context, seeded
 from fastrft.models import build_model
 from fastrft.objectives import make_objective
 from fastrft.optim import build_optimizer, cosine_with_warmup, group_size, updates_per_epoch
+from fastrft.paths import check_out_dir
 from fastrft.schedules import make_schedule
 from fastrft.sweep.rundir import read_results, write_json_atomic
 
@@ -38,7 +39,7 @@ from .checkpoint import Checkpointer, rng_state, set_rng_state
 from .devices import pick_device
 from .distributed import all_reduce_sum, close_distributed, init_distributed
 from .graphs import CapturedCall, CaptureFailed
-from .log import MetricsLog, progress_bar
+from .log import MetricsLog, counted, progress_bar
 from .speed import resolve_speed
 from .step import capture_step, robust_step
 
@@ -58,6 +59,10 @@ class Trainer:
         self.console = console or Console(stderr=True, soft_wrap=True)
         self.show_progress = progress and self.dist.main
         self.run_dir = Path(cfg.out_dir)
+        # refused before the data and the model, minutes of work, are built
+        if self.dist.main:
+            check_out_dir(self.run_dir, "out_dir")
+        self._saved_config = read_run_config(self.run_dir)  # None: no config.yaml yet
         torch.manual_seed(cfg.seed + self.dist.rank)
 
         loaders = build_loaders(
@@ -198,11 +203,9 @@ class Trainer:
         state = self.checkpointer.load()
         # what the run was trained under: its checkpoint's own config (config.yaml may be gone
         # or edited), or config.yaml for a run stopped before its first checkpoint
-        ran = state["config"] if state is not None else None
-        if ran is None and saved.exists():
-            ran = saved.read_text()
+        ran = yaml.safe_load(state["config"]) if state is not None else self._saved_config
         if ran is not None:
-            self._check_same_run(yaml.safe_load(ran))
+            self._check_same_run(ran)
         if self.dist.main:
             # fit()'s lock has made it; a caller resuming without fit() (a tool, a test) not
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -475,8 +478,10 @@ class Trainer:
         """The paper's numbers (clean, robust at eps_g, the accuracy-vs-eps curve, E.adv) as
         `fastrft eval` computes them: on the bare model (not compiled), in eval.precision,
         seeded with the run's seed."""
+        with counted(self.console, self.show_progress, "final evaluation, batches") as progress:
+            metrics = paper_metrics(self.model, self.val_loader, self.cfg, progress=progress)
         results = {
-            **paper_metrics(self.model, self.val_loader, self.cfg),
+            **metrics,
             "delay_time": delay_time([r["val_clean_acc"] for r in self.history]),
             "epochs": self.cfg.epochs,
             "schedule": self.schedule.describe(),

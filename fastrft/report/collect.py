@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from fastrft.config import read_run_config
 from fastrft.sweep.ledger import FILE as LEDGER
 from fastrft.sweep.ledger import Ledger
 from fastrft.sweep.rundir import load_results
@@ -70,8 +69,8 @@ def collect(runs_dir: str | Path) -> list[RunRecord]:
 
 def _read(runs_dir: Path, folder: Path, states: dict[str, str]) -> RunRecord:
     name = folder.relative_to(runs_dir).as_posix()
-    config_file = folder / "config.yaml"
-    config = flatten(yaml.safe_load(config_file.read_text())) if config_file.exists() else None
+    raw = read_run_config(folder)  # a corrupt config.yaml is refused, by name
+    config = flatten(raw) if raw is not None else None
     results, problem = None, ""
     try:
         results = load_results(folder)

@@ -11,6 +11,7 @@ from typing import Any
 
 from fastrft import locks
 from fastrft.cli import EXIT_BAD_INPUT
+from fastrft.paths import check_out_dir
 
 from .ledger import Ledger
 from .rundir import MARKER, read_marker, read_results, summary, write_json_atomic
@@ -32,8 +33,7 @@ def identity(spec: SweepSpec) -> dict[str, str]:
 def check_root(spec: SweepSpec, runs: Sequence[Run]) -> None:
     """Refuse a root, or a run directory in it, that another sweep (or something else) made."""
     root, me = spec.root, identity(spec)
-    if root.exists() and not root.is_dir():
-        raise ValueError(f"sweep root {root} is a file: choose another --root")
+    check_out_dir(root, "--root")
     marker = read_marker(root)
     if marker is None and root.is_dir() and any(p.name != locks.LOCK for p in root.iterdir()):
         raise ValueError(

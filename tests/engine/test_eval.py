@@ -1,18 +1,22 @@
 """`fastrft eval` on a saved run: the curve, clean/adv/E.adv, bad input; the trainer's
 validation and final evaluation by the same rules."""
 
+import io
 import json
+import re
 import shutil
 import subprocess
 import sys
 
 import pytest
 import torch
+from rich.console import Console
 
+from fastrft import evaluate as evaluate_module
 from fastrft.cli import main
 from fastrft.config import load_config
 from fastrft.engine import Trainer
-from tests.engine.test_train import TINY
+from tests.engine.test_train import TINY, _files
 from tests.test_evaluate import WrongOnClean, every_other
 
 REPRODUCIBLE = ("attack", "steps", "precision", "seed", "num_samples", "eps", "norm")
@@ -131,3 +135,135 @@ def test_an_l2_run_trains_and_evaluates(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["eps_grid"] == [k / 16 for k in range(9)] and results["norm"] == "l2"
     assert all(a <= results["clean_acc"] for a in results["accuracy_curve"])
+
+
+def _copy(run_dir, tmp_path):
+    """The trained run, without the eval.json other tests wrote into it."""
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("eval.json"))
+    return run
+
+
+def test_eval_of_checkpoint_files_writes_beside_each(run_dir, tmp_path):
+    """Two checkpoints' evaluations used to overwrite each other in RUN_DIR/eval.json."""
+    run = _copy(run_dir, tmp_path)
+    for name in ("last", "prev"):
+        main(["eval", str(run / "checkpoints" / f"{name}.pt")])
+    for name in ("last", "prev"):
+        ev = json.loads((run / "checkpoints" / f"{name}.eval.json").read_text())
+        assert ev["checkpoint"] == str(run / "checkpoints" / f"{name}.pt")
+    assert not (run / "eval.json").exists()
+
+
+def _refused_before_evaluating(argv, capsys, monkeypatch) -> str:
+    """`fastrft eval` ``argv``, which must be refused before evaluating: its one line."""
+
+    def evaluate(*args, **kwargs):
+        raise AssertionError("evaluated before the refusal")
+
+    monkeypatch.setattr(evaluate_module, "paper_metrics", evaluate)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", *argv])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("results", "{tmp}/results is a folder"),
+        ("missing/eval.json", "the folder {tmp}/missing does not exist"),
+        ("notes.txt/eval.json", "{tmp}/notes.txt is a file"),
+    ],
+)
+def test_an_out_eval_cannot_write_is_refused_before_evaluating(
+    run_dir, tmp_path, capsys, monkeypatch, out, message
+):
+    """It used to evaluate, then fail on the write (a traceback for a folder)."""
+    (tmp_path / "results").mkdir()
+    (tmp_path / "notes.txt").write_text("mine")
+    before = _files(tmp_path)
+    err = _refused_before_evaluating(
+        [str(run_dir), "--out", str(tmp_path / out)], capsys, monkeypatch
+    )
+    assert f"--out: {message.format(tmp=tmp_path)}" in err, err
+    assert _files(tmp_path) == before and sorted(tmp_path.iterdir()) == [
+        tmp_path / "notes.txt",
+        tmp_path / "results",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "content"), [("train.yaml", b"epochs: 3\n"), ("notes.txt", b"\x00\x01 bytes")]
+)
+def test_a_file_that_is_no_checkpoint_is_named(tmp_path, capsys, monkeypatch, name, content):
+    """It used to name torch's internal error (IndexError: pop from empty list for a YAML
+    file) rather than what eval takes."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    err = _refused_before_evaluating([str(path)], capsys, monkeypatch)
+    assert f"{path} is not a checkpoint" in err and "run directory" in err, err
+    assert sorted(tmp_path.iterdir()) == [path]
+
+
+def test_ctrl_c_in_eval_says_nothing_was_written(run_dir, tmp_path, capsys, monkeypatch):
+    """eval cannot resume: it used to advise rerunning "to resume from the last checkpoint"."""
+    run = _copy(run_dir, tmp_path)
+    before = _files(run)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate_module, "paper_metrics", interrupted)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", str(run)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 130 and "nothing was written" in err, err
+    assert "last checkpoint" not in err, err
+    assert _files(run) == before
+
+
+@pytest.fixture
+def terminal(monkeypatch):
+    """stderr taken for a terminal: rich draws progress on terminals only, not dumb ones."""
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("TERM", "xterm")
+
+
+def _counts(text: str, total: int) -> set[str]:
+    """Each "k/total" the progress showed."""
+    return set(re.findall(rf"(?<![\d/])(\d+)/{total}(?!\d)", text))
+
+
+@pytest.mark.parametrize("shown", [True, False])
+def test_eval_shows_its_progress_batch_by_batch(run_dir, tmp_path, capsys, terminal, shown):
+    """On a terminal, each of the 3 validation batches (48 images, 16 a batch) is counted;
+    --no-progress shows none. It used to print nothing until the end."""
+    flags = [] if shown else ["--no-progress"]
+    out = tmp_path / "eval.json"
+    main(["eval", str(run_dir), "--out", str(out), "data.eval_batch_size=16", *flags])
+    counts = _counts(capsys.readouterr().err, 3)
+    assert counts == set() if not shown else {"1", "2", "3"} <= counts, counts
+    assert json.loads(out.read_text())["num_samples"] == 48
+
+
+def test_autoattack_shows_its_progress_budget_by_budget(
+    run_dir, tmp_path, capsys, monkeypatch, terminal
+):
+    """AutoAttack attacks the whole split at one budget at a time: the 5 budgets (0 to 4/255)
+    are counted. AutoAttack itself is stood in for: its verdict is not what is tested."""
+    monkeypatch.setattr(evaluate_module, "autoattack_accuracy", lambda *args, **kwargs: 0.5)
+    out = tmp_path / "aa.json"
+    main(["eval", str(run_dir), "--attack", "autoattack", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert "autoattack, budgets" in err and {"1", "2", "3", "4", "5"} <= _counts(err, 5), err
+    assert json.loads(out.read_text())["accuracy_curve"] == [0.5] * 5
+
+
+def test_the_final_evaluation_of_training_shows_its_progress(tmp_path):
+    console = Console(file=io.StringIO(), force_terminal=True, width=160)
+    extra = ["epochs=1", "data.eval_batch_size=16", f"out_dir={tmp_path / 'run'}"]
+    Trainer(load_config([], [*TINY, *extra]), console=console, progress=True).fit()
+    shown = console.file.getvalue()
+    assert re.search(r"final evaluation, batches.*(?<![\d/])3/3(?!\d)", shown), shown[-2000:]

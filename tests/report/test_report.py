@@ -189,3 +189,16 @@ def test_a_corrupt_results_file_is_named_and_its_run_listed_as_unreadable(tmp_pa
     with open(tmp_path / "out" / "results.csv") as f:
         states = {row["run"]: row["state"] for row in csv.DictReader(f)}
     assert states == {"seed=0": "done", "seed=1": "results unreadable"}
+
+
+def test_a_corrupt_config_yaml_is_named(runs, tmp_path, capsys):
+    """A run directory whose config.yaml is garbled (an edit, a crash mid-write) used to end
+    the report in a traceback."""
+    broken = runs / "cub-hinge" / "config.yaml"
+    broken.write_text("model: {name: [")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(runs), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{broken}" in err and "not valid YAML" in err, err
+    assert not (tmp_path / "out").exists()

@@ -109,3 +109,10 @@ def test_a_root_that_cannot_be_locked_is_a_one_line_error(tmp_path, monkeypatch)
         locked(tmp_path / "root"),
     ):
         pass
+
+
+def test_a_root_under_a_file_is_refused(capsys, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    path = write_sweep(tmp_path, {"seed": [0]}, root=str(tmp_path / "notes.txt" / "runs"))
+    _refused(capsys, path, f"{tmp_path / 'notes.txt'} is a file")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
