@@ -530,12 +530,19 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
             f"config file {str(p)!r} is not valid YAML: {_yaml_problem(err)}"
         ) from err
     if raw is None:  # an empty file, or comments only
-        warn(f"config file {str(p)!r} is empty: it sets nothing, the defaults are used")
         return {}
     if not isinstance(raw, dict):
         raise ConfigError(
             f"config file {str(p)!r} must hold a mapping of keys, got {type(raw).__name__}"
         )
+    return raw
+
+
+def _read_config_file(path: str | Path) -> dict[str, Any]:
+    """A config file the user named: one that sets nothing is most likely a mistake."""
+    raw = _read_yaml(path)
+    if not raw:
+        warn(f"config file {str(path)!r} is empty: it sets nothing, the defaults are used")
     return raw
 
 
@@ -563,7 +570,7 @@ def load_config(
     dotted ``key=value`` overrides."""
     merged = OmegaConf.structured(RunConfig)
     layers = [("the saved config", base)] if base is not None else []
-    layers += [(str(p), _read_yaml(p)) for p in paths]
+    layers += [(str(p), _read_config_file(p)) for p in paths]
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value (e.g. attack.eps=8/255)")
