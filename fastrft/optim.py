@@ -8,7 +8,7 @@ authors' code.
 
 Gradient accumulation: an epoch's micro-batches fall into groups of ``accumulate``, the last
 one short where they do not divide evenly; every group, short or not, makes one optimizer
-step (``updates_per_epoch``, ``group_size``).
+step, on its last micro-batch (``updates_per_epoch``, ``group_size``, ``ends_group``).
 """
 
 from __future__ import annotations
@@ -111,6 +111,12 @@ def group_size(step: int, micro_batches: int, accumulate: int) -> int:
     """Micro-batches in the accumulation group that micro-batch ``step`` (from 0) belongs
     to: ``accumulate``, or fewer in an epoch's short last group."""
     return min(accumulate, micro_batches - step // accumulate * accumulate)
+
+
+def ends_group(step: int, micro_batches: int, accumulate: int) -> bool:
+    """Whether micro-batch ``step`` (from 0) is the last of its accumulation group: the one
+    that steps the optimizer."""
+    return (step + 1) % accumulate == 0 or step + 1 == micro_batches
 
 
 def cosine_with_warmup(
