@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +24,9 @@ from torch.optim import AdamW
 from torch.optim.lr_scheduler import LambdaLR
 
 from fastrft.models import split_parameters
+
+if TYPE_CHECKING:
+    from fastrft.config import OptimConfig
 
 
 def build_optimizer(
@@ -99,6 +103,37 @@ def _lr_on_device(
         )
     device = next(iter(devices))
     return lambda value: torch.tensor(float(value), device=device)
+
+
+def run_optimizer(
+    model: nn.Module,
+    cfg: OptimConfig,
+    *,
+    epochs: int,
+    micro_batches: int,
+    capturable: bool = False,
+) -> tuple[AdamW, LambdaLR]:
+    """A run's optimizer (``build_optimizer`` with ``cfg``'s settings) and its learning-rate
+    plan: the cosine with warm-up laid out over every update of ``epochs`` epochs of
+    ``micro_batches`` micro-batches each, in groups of ``cfg.accumulate``."""
+    optimizer = build_optimizer(
+        model,
+        lr=cfg.lr,
+        head_lr=cfg.head_lr,
+        weight_decay=cfg.weight_decay,
+        head_weight_decay=cfg.head_weight_decay,
+        betas=cfg.betas,
+        capturable=capturable,
+    )
+    per_epoch = updates_per_epoch(micro_batches, cfg.accumulate)
+    updates = epochs * per_epoch
+    schedule = cosine_with_warmup(
+        optimizer,
+        total_steps=updates,
+        warmup_steps=min(updates, round(cfg.warmup_epochs * per_epoch)),
+        min_lr_ratio=cfg.min_lr_ratio,
+    )
+    return optimizer, schedule
 
 
 def updates_per_epoch(micro_batches: int, accumulate: int) -> int:

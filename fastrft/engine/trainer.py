@@ -30,7 +30,7 @@ from fastrft.errors import TrainingDiverged
 from fastrft.evaluate import delay_time, paper_metrics, precision_context, seeded
 from fastrft.models import build_model
 from fastrft.objectives import make_objective
-from fastrft.optim import build_optimizer, cosine_with_warmup, updates_per_epoch
+from fastrft.optim import run_optimizer
 from fastrft.schedules import make_schedule
 from fastrft.sweep.rundir import read_results, write_json_atomic
 
@@ -96,22 +96,12 @@ class Trainer:
         o = cfg.optim
         if self.speed.graph_step:
             check_graph_step(self.dist.enabled, o.accumulate, self.speed.amp)
-        self.optimizer = build_optimizer(
+        self.optimizer, self.lr_schedule = run_optimizer(
             self.model,
-            lr=o.lr,
-            head_lr=o.head_lr,
-            weight_decay=o.weight_decay,
-            head_weight_decay=o.head_weight_decay,
-            betas=o.betas,
+            o,
+            epochs=cfg.epochs,
+            micro_batches=len(self.train_loader),
             capturable=self.speed.graph_step,
-        )
-        per_epoch = updates_per_epoch(len(self.train_loader), o.accumulate)
-        updates = cfg.epochs * per_epoch
-        self.lr_schedule = cosine_with_warmup(
-            self.optimizer,
-            total_steps=updates,
-            warmup_steps=min(updates, round(o.warmup_epochs * per_epoch)),
-            min_lr_ratio=o.min_lr_ratio,
         )
         s = cfg.schedule
         self.schedule = make_schedule(
