@@ -8,7 +8,7 @@ authors' code.
 
 Gradient accumulation: an epoch's micro-batches fall into groups of ``accumulate``, the last
 one short where they do not divide evenly; every group, short or not, makes one optimizer
-step (``updates_per_epoch``, ``group_size``).
+step, on its last micro-batch (``updates_per_epoch``, ``group_size``, ``ends_group``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +24,9 @@ from torch.optim import AdamW
 from torch.optim.lr_scheduler import LambdaLR
 
 from fastrft.models import split_parameters
+
+if TYPE_CHECKING:
+    from fastrft.config import OptimConfig
 
 
 def build_optimizer(
@@ -101,6 +105,37 @@ def _lr_on_device(
     return lambda value: torch.tensor(float(value), device=device)
 
 
+def run_optimizer(
+    model: nn.Module,
+    cfg: OptimConfig,
+    *,
+    epochs: int,
+    micro_batches: int,
+    capturable: bool = False,
+) -> tuple[AdamW, LambdaLR]:
+    """A run's optimizer (``build_optimizer`` with ``cfg``'s settings) and its learning-rate
+    plan: the cosine with warm-up laid out over every update of ``epochs`` epochs of
+    ``micro_batches`` micro-batches each, in groups of ``cfg.accumulate``."""
+    optimizer = build_optimizer(
+        model,
+        lr=cfg.lr,
+        head_lr=cfg.head_lr,
+        weight_decay=cfg.weight_decay,
+        head_weight_decay=cfg.head_weight_decay,
+        betas=cfg.betas,
+        capturable=capturable,
+    )
+    per_epoch = updates_per_epoch(micro_batches, cfg.accumulate)
+    updates = epochs * per_epoch
+    schedule = cosine_with_warmup(
+        optimizer,
+        total_steps=updates,
+        warmup_steps=min(updates, round(cfg.warmup_epochs * per_epoch)),
+        min_lr_ratio=cfg.min_lr_ratio,
+    )
+    return optimizer, schedule
+
+
 def updates_per_epoch(micro_batches: int, accumulate: int) -> int:
     """Optimizer steps in an epoch of ``micro_batches``: one per group of ``accumulate``,
     the short last group included."""
@@ -111,6 +146,12 @@ def group_size(step: int, micro_batches: int, accumulate: int) -> int:
     """Micro-batches in the accumulation group that micro-batch ``step`` (from 0) belongs
     to: ``accumulate``, or fewer in an epoch's short last group."""
     return min(accumulate, micro_batches - step // accumulate * accumulate)
+
+
+def ends_group(step: int, micro_batches: int, accumulate: int) -> bool:
+    """Whether micro-batch ``step`` (from 0) is the last of its accumulation group: the one
+    that steps the optimizer."""
+    return (step + 1) % accumulate == 0 or step + 1 == micro_batches
 
 
 def cosine_with_warmup(

@@ -6,7 +6,13 @@ import torch
 import torch.nn.functional as F
 
 from fastrft.models import build_model
-from fastrft.optim import build_optimizer, cosine_with_warmup, group_size, updates_per_epoch
+from fastrft.optim import (
+    build_optimizer,
+    cosine_with_warmup,
+    ends_group,
+    group_size,
+    updates_per_epoch,
+)
 from fastrft.toy import toy_images
 from tests.helpers import expected_lr
 
@@ -136,6 +142,8 @@ def test_accumulation_groups_and_updates_per_epoch(micro_batches, accumulate, si
     assert updates_per_epoch(micro_batches, accumulate) == len(sizes)
     each = [group_size(step, micro_batches, accumulate) for step in range(micro_batches)]
     assert each == [n for n in sizes for _ in range(n)], "the group each micro-batch is in"
+    ends = [step for step in range(micro_batches) if ends_group(step, micro_batches, accumulate)]
+    assert ends == [sum(sizes[: k + 1]) - 1 for k in range(len(sizes))], "each group's last"
 
 
 @pytest.mark.parametrize(

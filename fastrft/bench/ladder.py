@@ -9,9 +9,11 @@
     6  + CUDA graphs              (the whole k-step attack replayed as one graph: the default)
     7  + whole step in one graph  (attack, loss, backward and AdamW: speed.graph_step)
 
-A step is the engine's (fastrft.engine.step): craft x_adv (the model in eval mode, as attack
-libraries run it), the objective's loss on it in train mode, backward, optimizer step.
-Inputs are random pixels and labels.
+A step is the trainer's own, built by fastrft.engine.step.TrainStep from the rung's levers:
+craft x_adv (the baseline attacks with the model in eval mode, as attack libraries run it),
+the objective's loss on it in train mode under the rung's autocast, backward (through the
+loss scaler with fp16), optimizer step, gradients set to None. Inputs are random pixels and
+labels.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from fastrft.config import AttackConfig
 from fastrft.engine.attacker import Attacker
 from fastrft.engine.graphs import CaptureFailed
 from fastrft.engine.speed import Speed
-from fastrft.engine.step import AttackFn, capture_step, robust_step
+from fastrft.engine.step import AttackFn, TrainStep
 from fastrft.models import build_model
 from fastrft.objectives import Objective, make_objective
 
@@ -165,50 +167,40 @@ def _baseline_attack(rung: Rung, w: Workload, objective: Objective, net: nn.Modu
     return craft
 
 
-def _fused_attack(rung: Rung, w: Workload, objective: Objective, net: nn.Module) -> AttackFn:
-    """fastrft's attack exactly as the training engine runs it: captured alone from rung 6,
-    eager inside the step's own graph at rung 7."""
-    whole_step = rung.has("graph_step")
-    speed = Speed(
+def rung_speed(rung: Rung, w: Workload) -> Speed:
+    """The rung's levers as the engine's speed settings (frozen parameters and fused kernels
+    are the bench's own levers: the engine always has them)."""
+    return Speed(
         w.device,
         w.amp_dtype if rung.has("amp") else None,
         rung.has("channels_last"),
-        compile=False,  # the engine hands the attacker a model compiled already
-        cuda_graphs=rung.has("graphs") and not whole_step,
+        rung.has("compile"),
+        rung.has("graphs"),
+        rung.has("graph_step"),
     )
-    attacker = Attacker(net, w.attack, objective, speed)
-    if whole_step:
-        return attacker.run
-    return lambda x, target, eps: attacker(x, target, w.attack.eps)
 
 
-def training_step(rung: Rung, w: Workload) -> Callable[[], None]:
-    """One robust training step of the rung, on a fresh model and a fixed random batch. At
-    rung 7 its first call captures it (warm-up and capture count as warm-up time)."""
+def training_step(rung: Rung, w: Workload) -> Callable[[], object]:
+    """One robust training step of the rung, on a fresh model and a fixed random batch: the
+    trainer's TrainStep with the rung's levers. From rung 4 the attack is the engine's own
+    Attacker, captured alone at rung 6; at rung 7 the step's first call captures it whole
+    (warm-up and capture count as warm-up time)."""
+    speed = rung_speed(rung, w)
     model = fresh_model(w)
-    channels_last = rung.has("channels_last")
-    if channels_last:
+    if speed.channels_last:
         model.to(memory_format=torch.channels_last)
-    net = torch.compile(model) if rung.has("compile") else model
-    x, y = random_batch(w, channels_last)
-    eps = torch.full((w.batch_size,), w.attack.eps, device=w.device)
+    net = torch.compile(model) if speed.compile else model
+    x, y = random_batch(w, speed.channels_last)
     objective = make_objective(w.objective)
-    whole_step = rung.has("graph_step")
-    capturable = whole_step and w.device.type == "cuda"  # (torch refuses it on the CPU)
+    capturable = speed.graph_step and w.device.type == "cuda"  # (torch refuses it on the CPU)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, capturable=capturable)
-    attack = (_fused_attack if rung.has("fused") else _baseline_attack)(rung, w, objective, net)
-    step = robust_step(net, objective, optimizer, autocast(w, rung.has("amp")), attack)
+    if rung.has("fused"):
+        attack: Attacker | AttackFn = Attacker(net, w.attack, objective, speed)
+    else:
+        attack = _baseline_attack(rung, w, objective, net)
+    step = TrainStep.with_speed(speed, net, objective, optimizer, attack)
     net.train()
-    if not whole_step:
-        return lambda: step(x, y, eps)
-    captured = []
-
-    def replay() -> None:
-        if not captured:
-            captured.append(capture_step(step, (x, y, eps), model, optimizer))
-        captured[0](x, y, eps)
-
-    return replay
+    return lambda: step(x, y, w.attack.eps)
 
 
 def release(device: torch.device) -> None:

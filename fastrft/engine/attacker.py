@@ -40,17 +40,18 @@ def attack_function(cfg: AttackConfig, objective: Objective) -> Callable[..., Te
 
 
 class Attacker:
-    """x_adv = attacker(x, target, eps), eps a float for the whole batch."""
+    """x_adv = attacker(x, target, eps), eps a float for the whole batch or a per-sample
+    budget tensor."""
 
     def __init__(self, model: nn.Module, cfg: AttackConfig, objective: Objective, speed: Speed):
         self.model, self.speed = model, speed
         self.fn = attack_function(cfg, objective)
         self._graph: CapturedCall | None = None
 
-    def __call__(self, x: Tensor, target: Tensor, eps: float) -> Tensor:
+    def __call__(self, x: Tensor, target: Tensor, eps: float | Tensor) -> Tensor:
         """x_adv for the batch; with CUDA graphs, a static tensor valid until the next call.
         eps travels as a device tensor, so a new budget needs no new capture."""
-        budget = torch.full((x.shape[0],), eps, device=x.device)
+        budget = eps if torch.is_tensor(eps) else torch.full((x.shape[0],), eps, device=x.device)
         if not self.speed.cuda_graphs:
             return self.run(x, target, budget)
         if self._graph is None or not self._graph.fits(x, target, budget):

@@ -1,6 +1,8 @@
 """The trainer: wires data, model, optimizer, schedule, objective, attacker, checkpoints and
-logs, and runs the epochs. Each epoch: eps from the schedule, the attack crafts x_adv, the
-objective gives the loss, the optimizer steps; then validation, logs, a checkpoint.
+logs, and runs the epochs. Each epoch: eps from the schedule, then for each micro-batch the
+training step (fastrft.engine.step.TrainStep, the one the bench times: the attack crafts
+x_adv, the objective gives the loss, the optimizer steps); then validation, logs, a
+checkpoint.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import math
 import os
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -29,19 +30,20 @@ from fastrft.errors import TrainingDiverged
 from fastrft.evaluate import delay_time, paper_metrics, precision_context, seeded
 from fastrft.models import build_model
 from fastrft.objectives import make_objective
-from fastrft.optim import build_optimizer, cosine_with_warmup, group_size, updates_per_epoch
+from fastrft.optim import run_optimizer
 from fastrft.paths import check_out_dir
 from fastrft.schedules import make_schedule
 from fastrft.sweep.rundir import read_results, write_json_atomic
 
 from .attacker import Attacker
+from .capture import check_graph_step, refused
 from .checkpoint import Checkpointer, rng_state, set_rng_state
 from .devices import pick_device
 from .distributed import all_reduce_sum, close_distributed, init_distributed
-from .graphs import CapturedCall, CaptureFailed
+from .graphs import CaptureFailed
 from .log import MetricsLog, counted, progress_bar
 from .speed import resolve_speed
-from .step import capture_step, robust_step
+from .step import TrainStep
 
 CHECK_EVERY = 20  # steps between host syncs (progress, the finite-loss check)
 EPOCHS_FIXED = (
@@ -98,26 +100,13 @@ class Trainer:
 
         o = cfg.optim
         if self.speed.graph_step:
-            _check_graph_step(self.dist.enabled, o.accumulate, self.speed.amp)
-        self.optimizer = build_optimizer(
+            check_graph_step(self.dist.enabled, o.accumulate, self.speed.amp)
+        self.optimizer, self.lr_schedule = run_optimizer(
             self.model,
-            lr=o.lr,
-            head_lr=o.head_lr,
-            weight_decay=o.weight_decay,
-            head_weight_decay=o.head_weight_decay,
-            betas=o.betas,
+            o,
+            epochs=cfg.epochs,
+            micro_batches=len(self.train_loader),
             capturable=self.speed.graph_step,
-        )
-        per_epoch = updates_per_epoch(len(self.train_loader), o.accumulate)
-        updates = cfg.epochs * per_epoch
-        self.lr_schedule = cosine_with_warmup(
-            self.optimizer,
-            total_steps=updates,
-            warmup_steps=min(updates, round(o.warmup_epochs * per_epoch)),
-            min_lr_ratio=o.min_lr_ratio,
-        )
-        self.scaler = torch.amp.GradScaler(
-            self.device.type, enabled=self.speed.amp == torch.float16
         )
         s = cfg.schedule
         self.schedule = make_schedule(
@@ -132,10 +121,17 @@ class Trainer:
         )
         self.objective = make_objective(cfg.objective.name, cfg.objective.beta)
         self.attacker = Attacker(self.net, cfg.attack, self.objective, self.speed)
-        self.train_step = robust_step(
-            self.net, self.objective, self.optimizer, self.speed.autocast, self.attacker.run
+        self.train_step = TrainStep.with_speed(  # the step the bench's ladder times
+            self.speed,
+            self.net,
+            self.objective,
+            self.optimizer,
+            self.attacker,
+            lr_schedule=self.lr_schedule,
+            train_net=self.train_net,
+            accumulate=o.accumulate,
         )
-        self._graph: CapturedCall | None = None  # the captured step (speed.graph_step)
+        self.scaler = self.train_step.scaler
         self.checkpointer = Checkpointer(self.run_dir / "checkpoints", warn=self._warn)
         self.history: list[dict[str, Any]] = []
         self.log: MetricsLog | None = None  # opened once the directory is known to hold this run
@@ -171,6 +167,8 @@ class Trainer:
                 if on_epoch is not None:
                     on_epoch(record)
             return self._final_evaluation()
+        except CaptureFailed as e:
+            raise refused(e) from e
         finally:
             if self.log is not None:
                 self.log.close()
@@ -217,7 +215,7 @@ class Trainer:
                 self.log.truncate_after(-1)
             return 0
         self.model.load_state_dict(state["model"])
-        self._load_optimizer(state["optimizer"])
+        self.train_step.load_optimizer(state["optimizer"])
         self.lr_schedule.load_state_dict(state["lr_schedule"])
         self.scaler.load_state_dict(state["scaler"])
         self.schedule.load_state_dict(state["schedule"])
@@ -247,29 +245,6 @@ class Trainer:
             )
         if ran.get("speed") != now["speed"] and self.dist.main:
             self.console.print(f"resuming with other speed settings: {now['speed']}")
-
-    def _load_optimizer(self, state: dict[str, Any]) -> None:
-        """The optimizer's saved state, the way this run steps: a checkpoint (loaded on the
-        CPU) keeps its groups' settings, so capturability and learning rates on the device,
-        which a captured step reads and the schedule fills in place, are set back."""
-        self.optimizer.load_state_dict(state)
-        capturable = self.speed.graph_step
-        for group in self.optimizer.param_groups:
-            group["capturable"] = capturable
-            for key in ("lr", "initial_lr"):
-                if key not in group:
-                    continue
-                if capturable:
-                    group[key] = torch.as_tensor(
-                        group[key], dtype=torch.float32, device=self.device
-                    )
-                elif torch.is_tensor(group[key]):
-                    group[key] = group[key].item()
-        # AdamW keeps the step count beside the parameters when capturable, else on the host
-        step_device = self.device if capturable else torch.device("cpu")
-        for param_state in self.optimizer.state.values():
-            if torch.is_tensor(param_state.get("step")):
-                param_state["step"] = param_state["step"].to(step_device, torch.float32)
 
     def _save(self, epoch: int) -> None:
         rngs = [rng_state()]
@@ -303,7 +278,7 @@ class Trainer:
         return self.schedule(epoch, step) if self.cfg.schedule.per_step else self.schedule(epoch)
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
-        loader, acc_every = self.train_loader, self.cfg.optim.accumulate
+        loader = self.train_loader
         loader.set_epoch(epoch)
         self.train_net.train()
         totals = torch.zeros(3, device=self.device)  # summed loss, correct, images
@@ -315,12 +290,7 @@ class Trainer:
             )
             for step, (x, y) in enumerate(loader):
                 eps = self._eps(epoch, step)
-                if self.speed.graph_step:
-                    loss, logits = self._graphed_step(x, y, eps)
-                else:
-                    group = group_size(step, steps, acc_every)
-                    update = (step + 1) % acc_every == 0 or step + 1 == steps
-                    loss, logits = self._eager_step(x, y, eps, group, update)
+                loss, logits = self.train_step(x, y, eps, step, steps)
                 totals[:2] += torch.stack(
                     [loss.detach().float() * len(y), (logits.argmax(1) == y).sum().float()]
                 )
@@ -350,70 +320,6 @@ class Trainer:
             "images_per_s": n / seconds,
             "epoch_s": seconds,
         }
-
-    def _adversarial(self, x: Tensor, y: Tensor, eps: float) -> Tensor | None:
-        """The batch's adversarial examples, or None where the objective trains on clean
-        images or the budget is 0 (no attack runs at all)."""
-        if not self.objective.attacks or eps <= 0:
-            return None
-        return self.attacker(x, self.objective.attack_target(self.net, x, y), eps)
-
-    def _eager_step(
-        self, x: Tensor, y: Tensor, eps: float, group: int, update: bool
-    ) -> tuple[Tensor, Tensor]:
-        """Attack (its own graph where speed.cuda_graphs), forward and backward through DDP
-        when distributed, and the optimizer step when ``update``: the last of the ``group``
-        micro-batches whose gradients accumulate."""
-        x_adv = self._adversarial(x, y, eps)
-        loss, logits = self._forward_backward(x, y, x_adv, group, sync=update)
-        if update:
-            self._update()
-        return loss, logits
-
-    def _graphed_step(self, x: Tensor, y: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-        """The whole step replayed from a CUDA graph: one graph at a time, captured anew when
-        the step changes kind (eps = 0 or attacked) or shape, so two graphs' memory is never
-        held at once. The outputs are the graph's static tensors: use them before the next
-        step."""
-        attacked = self.objective.attacks and eps > 0
-        inputs = (x, y, torch.full((len(y),), eps, device=x.device)) if attacked else (x, y)
-        if self._graph is None or not self._graph.fits(*inputs):
-            self._graph = None  # the old graph's memory goes back before the new capture
-            self._graph = self._capture(inputs)
-        out = self._graph(*inputs)
-        self.lr_schedule.step()  # fills the learning-rate tensors the graph reads, in place
-        return out
-
-    def _capture(self, inputs: tuple[Tensor, ...]) -> CapturedCall:
-        """The step captured. A capture torch refuses stops the run: after one, torch's
-        generator and memory pool may be left mid-capture, so going on eagerly in the same
-        process is not safe; the run resumes from its last checkpoint without the lever."""
-        try:
-            return capture_step(self.train_step, inputs, self.model, self.optimizer)
-        except CaptureFailed as e:
-            raise ConfigError(
-                f"speed.graph_step: torch could not capture the training step ({e}); run "
-                "again with speed.graph_step=false (the run resumes from its last checkpoint)"
-            ) from e
-
-    def _forward_backward(
-        self, x: Tensor, y: Tensor, x_adv: Tensor | None, group: int, sync: bool
-    ) -> tuple[Tensor, Tensor]:
-        """The loss's gradient divided by the ``group``'s micro-batch count, so that the
-        group's accumulated gradient is the mean over its images (training batches all have
-        the same size, drop_last), in a short last group too."""
-        no_sync = self.dist.enabled and not sync
-        with self.train_net.no_sync() if no_sync else nullcontext():
-            with self.speed.autocast():
-                loss, logits = self.objective.loss(self.train_net, x, y, x_adv)
-            self.scaler.scale(loss / group).backward()
-        return loss, logits
-
-    def _update(self) -> None:
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.lr_schedule.step()
 
     def _check_finite(self, loss_sum: float, epoch: int, step: int, eps: float) -> None:
         if math.isfinite(loss_sum):
@@ -519,15 +425,3 @@ def _summary(r: dict[str, Any], val_eps: float) -> str:
         f"train loss {r['train_loss']:.3f} acc {r['train_acc']:.3f}  val clean "
         f"{r['val_clean_acc']:.3f}{adv}  {r['images_per_s']:.0f} img/s"
     )
-
-
-def _check_graph_step(distributed: bool, accumulate: int, amp: torch.dtype | None) -> None:
-    """A whole-step graph holds no host decisions: no DDP reducer, no accumulation, no fp16
-    loss scaling (whose skipped steps are decided on the host)."""
-    for refused, why in (
-        (distributed, "it runs in one process (not under torchrun)"),
-        (accumulate != 1, "it needs optim.accumulate=1"),
-        (amp == torch.float16, "fp16 loss scaling cannot be captured; use speed.amp=bf16"),
-    ):
-        if refused:
-            raise ConfigError(f"speed.graph_step: {why}; or set speed.graph_step=false")

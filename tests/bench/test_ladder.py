@@ -8,6 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import fastrft.engine.attacker as attacker_module
+import fastrft.engine.step as step_module
 from fastrft.attacks import apgd, fgsm, pgd
 from fastrft.attacks.losses import cross_entropy
 from fastrft.bench import ladder, telemetry, timing
@@ -15,8 +17,11 @@ from fastrft.bench.baseline import pgd_baseline
 from fastrft.bench.ladder import RUNGS, Workload, release, runnable, training_step
 from fastrft.bench.limit import passes
 from fastrft.bench.projection import RunShape, project
-from fastrft.config import AttackConfig
+from fastrft.config import AttackConfig, load_config
+from fastrft.engine import Trainer
+from fastrft.engine.step import TrainStep
 from fastrft.objectives import Madry, Objective, Trades
+from tests.engine.test_train import TINY
 from tests.helpers import assert_close
 
 CPU = torch.device("cpu")
@@ -94,11 +99,18 @@ def test_whole_step_rung_captures_the_engines_step(updates, crafted, monkeypatch
     trains; it is captured once, on the first call."""
     made = []
 
-    def capture(step, inputs, model, optimizer):
-        made.append([t.shape for t in inputs])
-        return step
+    class Capture:  # stands in for a CapturedCall: runs the step it was given each call
+        def __init__(self, step, inputs, model, optimizer):
+            made.append([t.shape for t in inputs])
+            self.step = step
 
-    monkeypatch.setattr(ladder, "capture_step", capture)
+        def fits(self, *inputs):
+            return True
+
+        def __call__(self, *inputs):
+            return self.step(*inputs)
+
+    monkeypatch.setattr(step_module, "capture_step", Capture)
     monkeypatch.setattr(torch, "compile", lambda model: model)
     step = training_step(RUNGS[7], workload("apgd"))
     step()
@@ -108,6 +120,80 @@ def test_whole_step_rung_captures_the_engines_step(updates, crafted, monkeypatch
     x, x_adv = crafted[-1]
     assert (x_adv - x).abs().max() <= 8 / 255 + 1e-6 and (x_adv != x).any()
     assert x_adv.is_contiguous(memory_format=torch.channels_last)
+
+
+class _Graph:
+    """Stands in for a CapturedCall: replays the function it was given by running it."""
+
+    def __init__(self, fn, inputs=()):
+        self.fn = fn
+
+    def fits(self, *inputs):
+        return True
+
+    def __call__(self, *inputs):
+        return self.fn(*inputs)
+
+
+class TrainStepSpy:
+    """Records each step TrainStep.with_speed builds (with the speed it was built for), each
+    call of one, and each function handed to the capture (which runs it eagerly, as the
+    graph would replay it)."""
+
+    def __init__(self, monkeypatch):
+        self.built, self.ran, self.captured = [], [], []
+        build, call = TrainStep.with_speed.__func__, TrainStep.__call__
+
+        def with_speed(cls, speed, *args, **kwargs):
+            self.built.append((speed, build(cls, speed, *args, **kwargs)))
+            return self.built[-1][1]
+
+        def called(step, *args, **kwargs):
+            self.ran.append(step)
+            return call(step, *args, **kwargs)
+
+        monkeypatch.setattr(TrainStep, "with_speed", classmethod(with_speed))
+        monkeypatch.setattr(TrainStep, "__call__", called)
+        monkeypatch.setattr(step_module, "capture_step", self.capture)
+
+    def capture(self, fn, inputs, model, optimizer):
+        self.captured.append(fn)
+        return _Graph(fn)
+
+    def clear(self):
+        self.built.clear(), self.ran.clear(), self.captured.clear()
+
+
+def test_the_ladder_times_the_trainers_own_step(tmp_path, monkeypatch):
+    """The trainer and every rung build their step with the one builder, TrainStep, each
+    from its speed settings, and run it: what the ladder times is what users train with.
+    The whole step the trainer and rung 7 capture is that step's own TrainStep.run."""
+    spy = TrainStepSpy(monkeypatch)
+    monkeypatch.setattr(attacker_module, "CapturedCall", _Graph)  # rung 6's attack graph
+    cfg = load_config(overrides=[*TINY, "epochs=2", f"out_dir={tmp_path / 'run'}"])
+    trainer = Trainer(cfg, progress=False)
+    assert spy.built == [(trainer.speed, trainer.train_step)]
+    assert type(trainer.train_step) is TrainStep
+    trainer._train_epoch(0)
+    assert spy.ran == [trainer.train_step] * len(trainer.train_loader)
+
+    monkeypatch.setattr(torch, "compile", lambda model: model)  # rung 5 on the CPU, quickly
+    w = workload()
+    for rung in RUNGS:
+        spy.clear()
+        step = training_step(rung, w)
+        ((speed, built),) = spy.built
+        assert type(built) is TrainStep and speed == ladder.rung_speed(rung, w)
+        assert built.graphed == (rung.index == 7)
+        step()
+        assert spy.ran == [built], rung.index
+        assert spy.captured == ([built.run] if built.graphed else []), rung.index
+    release(CPU)
+
+    trainer.train_step.graphed = True  # what speed.graph_step=true sets on a GPU
+    spy.clear()
+    trainer._train_epoch(1)
+    assert spy.captured == [trainer.train_step.run]
 
 
 @pytest.mark.slow

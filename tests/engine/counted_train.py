@@ -9,10 +9,11 @@ from pathlib import Path
 
 from fastrft.cli import main
 from fastrft.engine import Trainer
+from fastrft.engine.step import TrainStep
 
 folder = Path(sys.argv[1])
 counts: list[int] = []
-train_epoch, eager_step = Trainer._train_epoch, Trainer._eager_step
+train_epoch, train_step = Trainer._train_epoch, TrainStep.__call__
 
 
 def counted_epoch(self, epoch):
@@ -24,9 +25,9 @@ def counted_epoch(self, epoch):
 
 def counted_step(self, *args, **kwargs):
     counts[-1] += 1
-    return eager_step(self, *args, **kwargs)
+    return train_step(self, *args, **kwargs)
 
 
 Trainer._train_epoch = counted_epoch
-Trainer._eager_step = counted_step
+TrainStep.__call__ = counted_step
 main(["train", *sys.argv[2:]])

@@ -8,12 +8,12 @@ import threading
 from pathlib import Path
 
 from fastrft.cli import main
-from fastrft.engine import Trainer
 from fastrft.engine.checkpoint import Checkpointer
+from fastrft.engine.step import TrainStep
 
 marker = Path(sys.argv[1])
 saved = threading.Event()
-save, eager_step = Checkpointer.save, Trainer._eager_step
+save, train_step = Checkpointer.save, TrainStep.__call__
 
 
 def save_and_note(self, state):
@@ -22,7 +22,7 @@ def save_and_note(self, state):
 
 
 def step_then_wait(self, *args, **kwargs):
-    out = eager_step(self, *args, **kwargs)
+    out = train_step(self, *args, **kwargs)
     if saved.is_set():  # one step into the epoch after the first checkpoint
         marker.write_text("paused")
         threading.Event().wait()
@@ -30,5 +30,5 @@ def step_then_wait(self, *args, **kwargs):
 
 
 Checkpointer.save = save_and_note
-Trainer._eager_step = step_then_wait
+TrainStep.__call__ = step_then_wait
 main(["train", *sys.argv[2:]])

@@ -12,7 +12,8 @@ from fastrft.attacks import pgd
 from fastrft.cli import main
 from fastrft.config import load_config
 from fastrft.engine import Trainer
-from fastrft.engine.step import capture_step, robust_step, training_state
+from fastrft.engine.capture import capture_step, training_state
+from fastrft.engine.step import TrainStep
 from fastrft.objectives import make_objective
 from fastrft.optim import build_optimizer, cosine_with_warmup
 from fastrft.toy import TinyCNN
@@ -35,7 +36,8 @@ def _model_and_step():
     def attack(x, target, eps):  # no random start: eager and replayed steps see the same x_adv
         return pgd(model, x, target, eps, steps=3, random_start=False, validate=False)
 
-    step = robust_step(model, make_objective("madry"), optimizer, contextlib.nullcontext, attack)
+    objective = make_objective("madry")
+    step = TrainStep(model, objective, optimizer, attack, autocast=contextlib.nullcontext).run
     return model, optimizer, step
 
 

@@ -14,7 +14,7 @@ from fastrft.config import AttackConfig, load_config
 from fastrft.engine import Trainer
 from fastrft.engine.attacker import Attacker
 from fastrft.engine.speed import Speed
-from fastrft.engine.step import robust_step
+from fastrft.engine.step import TrainStep
 from fastrft.objectives import make_objective
 from fastrft.toy import TinyCNN
 from tests.engine.test_train import TINY
@@ -73,7 +73,7 @@ def test_the_captured_step_never_syncs_with_the_host(attack, norm, objective):
     # AdamW reads its step count on the host unless capturable, which needs CUDA: SGD with
     # momentum stands in for it here (tests/engine/test_gpu_engine.py captures AdamW)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    step = robust_step(model, obj, optimizer, contextlib.nullcontext, attacker.run)
+    step = TrainStep(model, obj, optimizer, attacker.run, autocast=contextlib.nullcontext).run
     x, y = torch.rand(6, 3, 12, 12), torch.randint(0, 5, (6,))
     budget = torch.full((6,), eps)
     step(x, y, budget)  # lazily built state (the optimizer's) outside the recorder

@@ -10,9 +10,10 @@ from typing import ClassVar
 import pytest
 import torch
 
-import fastrft.engine.trainer as trainer_module
+import fastrft.engine.step as step_module
 from fastrft.config import ConfigError, load_config
 from fastrft.engine import Trainer
+from fastrft.engine.capture import check_graph_step
 from fastrft.engine.checkpoint import load_checkpoint
 from fastrft.engine.graphs import CaptureFailed
 from fastrft.engine.speed import resolve_speed
@@ -41,6 +42,7 @@ def _fit(tmp_path, name, graph_step, *extra):
     trainer = Trainer(cfg, progress=False)
     if graph_step:  # what speed.graph_step=true sets on a GPU
         trainer.speed = replace(trainer.speed, graph_step=True)
+        trainer.train_step.graphed = True
     trainer.fit()
     weights = load_checkpoint(tmp_path / name / "checkpoints" / "last.pt")["model"]
     return json.loads((tmp_path / name / "results.json").read_text()), weights, trainer
@@ -54,7 +56,7 @@ def _same_run(a, b):
 
 
 def test_whole_step_path_trains_exactly_as_the_eager_path(tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer_module, "capture_step", EagerCapture)
+    monkeypatch.setattr(step_module, "capture_step", EagerCapture)
     EagerCapture.made.clear()
     graphed = _fit(tmp_path, "graphed", True)
     eager = _fit(tmp_path, "eager", False)
@@ -70,7 +72,7 @@ def test_a_refused_capture_stops_the_run_which_resumes_without_the_lever(tmp_pat
             raise CaptureFailed("operation would make the legacy stream depend on a capturing")
         return EagerCapture(step, inputs, model, optimizer)
 
-    monkeypatch.setattr(trainer_module, "capture_step", capture_then_refuse)
+    monkeypatch.setattr(step_module, "capture_step", capture_then_refuse)
     with pytest.raises(ConfigError, match=r"run again with speed\.graph_step=false \(the run"):
         _fit(tmp_path, "cut", True)
     # epochs 0 and 1 were checkpointed; the rerun without the lever finishes the run
@@ -96,9 +98,9 @@ def test_graph_step_needs_cuda_graphs():
 )
 def test_graph_step_refuses_what_a_graph_cannot_hold(distributed, accumulate, amp, message):
     with pytest.raises(ConfigError, match=message):
-        trainer_module._check_graph_step(distributed, accumulate, amp)
-    trainer_module._check_graph_step(False, 1, torch.bfloat16)
-    trainer_module._check_graph_step(False, 1, None)
+        check_graph_step(distributed, accumulate, amp)
+    check_graph_step(False, 1, torch.bfloat16)
+    check_graph_step(False, 1, None)
 
 
 def test_a_run_resumes_under_other_speed_settings_but_not_another_config(tmp_path, capsys):
@@ -121,7 +123,8 @@ def test_a_checkpoint_loads_the_way_the_run_steps(tmp_path):
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["optimizer"]
     trainer = Trainer(first.cfg, progress=False)
     trainer.speed = replace(trainer.speed, graph_step=True)
-    trainer._load_optimizer(state)
+    trainer.train_step.graphed = True
+    trainer.train_step.load_optimizer(state)
     groups = trainer.optimizer.param_groups
     assert all(g["capturable"] for g in groups)
     assert all(torch.is_tensor(g["lr"]) and g["lr"].dtype == torch.float32 for g in groups)
@@ -133,6 +136,6 @@ def test_a_checkpoint_loads_the_way_the_run_steps(tmp_path):
 
     saved_captured = trainer.optimizer.state_dict()
     plain = Trainer(first.cfg, progress=False)
-    plain._load_optimizer(saved_captured)
+    plain.train_step.load_optimizer(saved_captured)
     assert not any(g["capturable"] for g in plain.optimizer.param_groups)
     assert all(isinstance(g["lr"], float) for g in plain.optimizer.param_groups)
