@@ -24,8 +24,16 @@ from fastrft.data.layouts import DATASETS
 
 EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 RESUMES = "interrupted: rerun the same command to resume from the last checkpoint"
-# what an interruption leaves, for the commands that cannot resume
-INTERRUPTED = {"eval": "interrupted: nothing was written (a rerun evaluates from the start)"}
+# what an interruption leaves: only runs (train, the sweep's and the demo's) can resume
+INTERRUPTED = {
+    "train": RESUMES,
+    "sweep": RESUMES,
+    "demo": RESUMES,
+    "eval": "interrupted: nothing was written (a rerun evaluates from the start)",
+    "data": "interrupted: no output was finished (files are renamed only when complete)",
+    "report": "interrupted: the report may be incomplete; rerun it",
+}
+STOPPED = "interrupted: nothing more was written"
 
 # command -> (module whose main(argv) runs it, one-line help)
 DELEGATED = {
@@ -258,7 +266,7 @@ def _run(name: str, command: Callable[[], int | None]) -> None:
         print(f"fastrft train: stopped: {err}", file=sys.stderr)
         sys.exit(EXIT_DIVERGED)
     except KeyboardInterrupt:
-        print(f"\n{INTERRUPTED.get(name, RESUMES)}", file=sys.stderr)
+        print(f"\n{INTERRUPTED.get(name, STOPPED)}", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     if code:
         sys.exit(code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import socket
 import subprocess
 import sys
 
@@ -135,11 +136,16 @@ def expected_lr(base: float, step: int, total: int, warmup: int, min_ratio: floa
     return base * (min_ratio + (1 - min_ratio) * (1 + math.cos(math.pi * t)) / 2)
 
 
-def torchrun(
-    *args: str, port: int, nproc: int = 2, timeout: float = 600
-) -> subprocess.CompletedProcess[str]:
-    """``python -m torch.distributed.run`` with ``nproc`` local processes (gloo on a CPU),
-    killed after ``timeout`` seconds (a safety net, never a measure of success)."""
+def free_port() -> int:
+    """A TCP port no one listens on now: a fixed one collides with a suite running beside."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(*args: str, nproc: int = 2, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """``python -m torch.distributed.run`` with ``nproc`` local processes (gloo on a CPU) on a
+    free port, killed after ``timeout`` seconds (a safety net, never a measure of success)."""
     return subprocess.run(
         [
             sys.executable,
@@ -148,7 +154,7 @@ def torchrun(
             "--nproc-per-node",
             str(nproc),
             "--master-port",
-            str(port),
+            str(free_port()),
             *args,
         ],
         capture_output=True,

@@ -252,7 +252,7 @@ def test_distributed_ranks_get_disjoint_shards(square, tmp_path):
     shard of every epoch (DistributedSampler pads 37 images to 38, so one image may repeat),
     with static batches and a new order each epoch."""
     worker = Path(__file__).with_name("ffcv_ddp_worker.py")
-    run = torchrun(str(worker), str(square[0]), str(tmp_path), port=29533)
+    run = torchrun(str(worker), str(square[0]), str(tmp_path))
     assert run.returncode == 0, run.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for r in ranks:

@@ -1,5 +1,6 @@
 """`fastrft --help` and each command's help explain their options; logs reach TensorBoard."""
 
+import importlib
 import importlib.metadata
 import json
 import subprocess
@@ -97,3 +98,29 @@ def test_tensorboard_receives_the_epoch_scalars(tmp_path):
     tags = events.Tags()["scalars"]
     assert {"train_loss", "val_clean_acc", "val_adv_acc", "eps", "lr"} <= set(tags)
     assert [e.step for e in events.Scalars("train_loss")] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "module", "function"),
+    [
+        (["data", "info", "x.beton"], "fastrft.data.convert", "beton_info"),
+        (["data", "convert", "src", "out"], "fastrft.data.convert", "convert"),
+        (["report", "runs"], "fastrft.report.cli", "main"),
+        (["bench"], "fastrft.bench.cli", "run"),
+    ],
+)
+def test_ctrl_c_promises_a_resume_only_where_there_is_one(
+    argv, module, function, capsys, monkeypatch
+):
+    """Every command used to say "rerun the same command to resume from the last checkpoint",
+    which only train, sweep and the demo (whose runs are train runs) can do."""
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib.import_module(module), function, interrupted)
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 130 and "interrupted" in err, err
+    assert "resume" not in err and "checkpoint" not in err, err

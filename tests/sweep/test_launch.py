@@ -19,6 +19,7 @@ from fastrft.sweep.ledger import Ledger
 from fastrft.sweep.local import Slot, local_slots
 from fastrft.sweep.spec import Run
 from fastrft.sweep.tracker import Tracker, _killed_by
+from tests.helpers import free_port
 
 
 def test_one_slot_per_visible_gpu(monkeypatch):
@@ -81,15 +82,14 @@ def _alive(pid: int) -> bool:
     return state != "Z"  # a zombie has finished: only its exit status is left
 
 
-def _workers(tmp_path, port: int, *args: str):
+def _workers(tmp_path, *args: str):
     """torchrun with two sleeping workers, started as the sweep starts a run; their pids."""
     worker = Path(__file__).with_name("ddp_sleeper.py")
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
-    command += ["--master-port", str(port), str(worker), str(tmp_path), *args]
+    command += ["--master-port", str(free_port()), str(worker), str(tmp_path), *args]
     proc = spawn(command, tmp_path, {"CUDA_VISIBLE_DEVICES": ""})
-    deadline = time.monotonic() + 60
-    while len(list(tmp_path.glob("rank*.pid"))) < 2:
-        assert time.monotonic() < deadline, (tmp_path / "sweep.log").read_text()
+    while len(list(tmp_path.glob("rank*.pid"))) < 2:  # until both are up, or torchrun ends
+        assert proc.poll() is None, (tmp_path / "sweep.log").read_text()
         time.sleep(0.2)
     return proc, [int(p.read_text()) for p in tmp_path.glob("rank*.pid")]
 
@@ -106,7 +106,7 @@ def _gone(pids, seconds=20.0) -> bool:
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal")
 def test_torchrun_workers_die_with_a_killed_torchrun(tmp_path):
-    proc, workers = _workers(tmp_path, port=29541)
+    proc, workers = _workers(tmp_path)
     os.kill(proc.pid, signal.SIGKILL)  # as the kernel's OOM killer, or a parent's death
     proc.wait()
     assert _gone(workers), "torchrun's workers outlived it"
@@ -116,7 +116,7 @@ def test_torchrun_workers_die_with_a_killed_torchrun(tmp_path):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_stopping_a_run_that_will_not_stop_kills_its_whole_tree(tmp_path):
     # workers that do not die with torchrun, one of which cannot take its SIGINT
-    proc, workers = _workers(tmp_path, 29542, "--plain")
+    proc, workers = _workers(tmp_path, "--plain")
     os.kill(workers[0], signal.SIGSTOP)
     try:
         stop([proc], grace=2.0)
