@@ -2,7 +2,7 @@
 # One scripted call on a lent GPU machine: install, then `fastrft bench` for each argument
 # string given, each writing bench-N.json and bench-N.md under $OUT (default
 # benchmarks/results/tmp); the output of them all goes to $OUT/bench.log.
-#   bash benchmarks/bench_gpu.sh "--preset resnet50" "--preset vit_b16 --attack pgd --steps 10"
+#   bash benchmarks/bench_gpu.sh "--preset resnet50" "--preset vit_b16 attack.name=pgd attack.steps=10"
 # A call returns at most 8 files (device README): three benches, their 6 files, the log and
 # nvidia-smi.csv. Files written before a call runs out of time still come back.
 # Wheels the machine lacks travel in .whl/ (see benchmarks/README.md).

@@ -293,10 +293,10 @@ def _train(args: argparse.Namespace) -> None:
 def _eval(args: argparse.Namespace) -> None:
     from rich.console import Console
 
+    from fastrft.atomic import write_json
     from fastrft.engine.log import counted
     from fastrft.evaluate import evaluate_checkpoint
     from fastrft.paths import check_out_file
-    from fastrft.sweep.rundir import write_json_atomic
 
     path = Path(args.checkpoint)
     if not path.exists():
@@ -315,7 +315,7 @@ def _eval(args: argparse.Namespace) -> None:
             overrides=args.overrides,
             progress=progress,
         )
-    write_json_atomic(out, results)
+    write_json(out, results)
     grid, curve = results["eps_grid"], results["accuracy_curve"]
     for eps, acc in zip(grid, curve, strict=True):
         print(f"eps {eps * 255:6.2f}/255  accuracy {acc:.2%}")

@@ -25,6 +25,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from fastrft.atomic import write_text
 from fastrft.budgets import GRID_INTERVALS, LINF_GRID_STEP, default_grid_step, whole_steps
 from fastrft.data.layouts import DATASETS
 from fastrft.schedules import SCHEDULES, make_schedule
@@ -37,6 +38,23 @@ class ConfigError(ValueError):
 def _check(ok: bool, key: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{key}: {message}")
+
+
+def check_device(device: str) -> None:
+    _check(
+        device in ("auto", "cuda", "cpu") or device.startswith("cuda:"),
+        "device",
+        f"must be auto, cuda, cuda:N or cpu, got {device!r}",
+    )
+
+
+def check_objective_attack(objective: str, attack: str) -> None:
+    _check(
+        objective != "trades" or attack == "pgd",
+        "attack.name",
+        "objective trades attacks its KL loss with PGD (APGD tracks label success): "
+        "set attack.name=pgd",
+    )
 
 
 @dataclass
@@ -345,17 +363,8 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "epochs", f"must be at least 1, got {self.epochs}")
-        _check(
-            self.device in ("auto", "cuda", "cpu") or self.device.startswith("cuda:"),
-            "device",
-            f"must be auto, cuda, cuda:N or cpu, got {self.device!r}",
-        )
-        _check(
-            self.objective.name != "trades" or self.attack.name == "pgd",
-            "attack.name",
-            "objective trades attacks its KL loss with PGD (APGD tracks label success): "
-            "set attack.name=pgd",
-        )
+        check_device(self.device)
+        check_objective_attack(self.objective.name, self.attack.name)
         bounds = [self._schedule_time(key) for key in ("t1", "t2")]
         _check(
             None in bounds or bounds[0] <= bounds[1],
@@ -492,21 +501,27 @@ def _parse_fractions(raw: dict[str, Any], cls: type = RunConfig, prefix: str = "
             raw[name] = num / den
 
 
-def _known_keys(cls: type, prefix: str = "") -> list[str]:
+def known_keys(schema: type, prefix: str = "", leaves_only: bool = False) -> list[str]:
+    """The dotted keys of a config dataclass (its sections too, unless ``leaves_only``)."""
     keys = []
-    for f in fields(cls):
-        hint = typing.get_type_hints(cls)[f.name]
-        keys += _known_keys(hint, f"{prefix}{f.name}.") if is_dataclass(hint) else []
+    for f in fields(schema):
+        hint = typing.get_type_hints(schema)[f.name]
+        if is_dataclass(hint):
+            keys += known_keys(hint, f"{prefix}{f.name}.", leaves_only)
+            if leaves_only:
+                continue
         keys.append(prefix + f.name)
     return keys
 
 
-def _merge_error(err: OmegaConfBaseException, source: str) -> ConfigError:
+def _merge_error(
+    err: OmegaConfBaseException, source: str, schema: type, help_hint: str
+) -> ConfigError:
     key = getattr(err, "full_key", None) or "?"
     msg = str(err).splitlines()[0]
     if "not in" in msg or "Key '" in msg:
-        close = difflib.get_close_matches(key, _known_keys(RunConfig), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else "; see `fastrft train --help-config`"
+        close = difflib.get_close_matches(key, known_keys(schema), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; {help_hint}"
         return ConfigError(f"{key}: unknown key in {source}{hint}")
     return ConfigError(f"{key}: bad value in {source}: {msg}")
 
@@ -568,7 +583,26 @@ def load_config(
 ) -> RunConfig:
     """Defaults, then ``base`` (a saved run's config), then each YAML file in order, then
     dotted ``key=value`` overrides."""
-    merged = OmegaConf.structured(RunConfig)
+    cfg = load_typed(RunConfig, paths, overrides, base, "see `fastrft train --help-config`")
+    for message in cfg.ambiguities():
+        warn(message)
+    return cfg
+
+
+T = typing.TypeVar("T")
+
+
+def load_typed(
+    schema: type[T],
+    paths: Sequence[str | Path] = (),
+    overrides: Sequence[str] = (),
+    base: dict[str, Any] | None = None,
+    help_hint: str = "",
+) -> T:
+    """``schema`` (a config dataclass: a run's, the bench's) from its defaults, then ``base``,
+    then each YAML file in order, then dotted ``key=value`` overrides; ``help_hint`` ends the
+    error of an unknown key with no close match (where the keys are listed)."""
+    merged = OmegaConf.structured(schema)
     layers = [("the saved config", base)] if base is not None else []
     layers += [(str(p), _read_config_file(p)) for p in paths]
     for item in overrides:
@@ -581,18 +615,15 @@ def load_config(
             raise ConfigError(f"bad override: {str(err).splitlines()[0]}") from err
         layers.append(("the command line", dot))
     for source, raw in layers:
-        _parse_fractions(raw)
+        _parse_fractions(raw, schema)
         try:
             merged = OmegaConf.merge(merged, raw)
         except OmegaConfBaseException as err:
-            raise _merge_error(err, source) from err
+            raise _merge_error(err, source, schema, help_hint) from err
     try:
-        cfg = OmegaConf.to_object(merged)
+        return OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
-        raise _merge_error(err, "the config") from err
-    for message in cfg.ambiguities():
-        warn(message)
-    return cfg
+        raise _merge_error(err, "the config", schema, help_hint) from err
 
 
 def warn(message: str) -> None:
@@ -636,7 +667,7 @@ def to_yaml(cfg: RunConfig) -> str:
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:
-    Path(path).write_text(to_yaml(cfg))
+    write_text(path, to_yaml(cfg))
 
 
 def config_help() -> list[tuple[str, str, str]]:

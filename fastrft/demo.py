@@ -8,9 +8,7 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from fastrft.atomic import atomic_path
 from fastrft.config import ConfigError, RunConfig, load_config
 from fastrft.demo_options import OPTION_KEYS, parse_args
 from fastrft.evaluate import delay_time, eps_grid
@@ -128,17 +127,6 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("FASTRFT_CACHE") or Path.home() / ".cache" / "fastrft")
 
 
-def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """``write(tmp)`` then rename: an interrupted run never leaves a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def pretrain_overrides(cfg: RunConfig, quick: bool) -> list[str]:
     """The pretraining run for fine-tuning ``cfg``: its model, image size, seed and device."""
     return [
@@ -170,7 +158,8 @@ def _save_weights(model: torch.nn.Module, path: Path) -> None:
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _write_atomically(path, lambda tmp: save_file(state, str(tmp)))
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp))
 
 
 def cached_backbone(
@@ -194,7 +183,8 @@ def cached_backbone(
         data = folder / "glyphs.npz"
         if not data.exists():
             images, labels = glyph_images(task, cfg.data.img_size, seed=cfg.seed)
-            _write_atomically(data, lambda tmp: np.savez(tmp, images=images, labels=labels))
+            with atomic_path(data) as tmp, tmp.open("wb") as f:
+                np.savez(f, images=images, labels=labels)  # (to a path, numpy adds .npz)
         run = [*overrides, f"data.root={data}", f"out_dir={folder / 'run'}"]
         pretrain(run, weights, console, progress)
     results = json.loads((folder / "run" / "results.json").read_text())

@@ -11,7 +11,7 @@ accuracy it reached (predictions in fp32), so a speed-up is never bought with a 
 attack. Labels are the model's own clean predictions, so clean accuracy is 100% by
 construction and robust accuracy measures the attack alone; BatchNorm statistics are first
 estimated on random batches, so a randomly initialised model's predictions vary with its
-input. Give --weights for a trained model.
+input. Set model.weights=FILE for a trained model.
 """
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ def notes(part: dict[str, Any]) -> list[str]:
     if n == 1:
         lines.append(
             "every image got the same prediction: robust accuracy cannot tell the attacks "
-            "apart here; give --weights for a trained model"
+            "apart here; set model.weights=FILE for a trained model"
         )
     if not any(r["peer"] for r in part["rows"]):
         lines.append("no peers installed: pip install torchattacks pyautoattack (extra `peers`)")

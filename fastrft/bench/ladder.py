@@ -18,7 +18,6 @@ labels.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -145,15 +144,9 @@ def random_batch(w: Workload, channels_last: bool) -> tuple[Tensor, Tensor]:
     return (x.contiguous(memory_format=torch.channels_last) if channels_last else x), y
 
 
-def autocast(w: Workload, on: bool) -> Callable[[], contextlib.AbstractContextManager]:
-    if not on:
-        return contextlib.nullcontext
-    return lambda: torch.autocast(w.device.type, dtype=w.amp_dtype)
-
-
 def _baseline_attack(rung: Rung, w: Workload, objective: Objective, net: nn.Module) -> AttackFn:
     """The user's own loop: model in eval mode, parameters frozen only from rung 3."""
-    a, amp = w.attack, autocast(w, rung.has("amp"))
+    a, amp = w.attack, rung_speed(rung, w).autocast
     loss_fn = attack_loss(objective.attack_loss, targeted=False)
 
     def craft(x: Tensor, target: Tensor, eps: Tensor) -> Tensor:

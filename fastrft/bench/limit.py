@@ -10,6 +10,7 @@ count of passes (`passes`); "fraction of the limit" = floor / a rung's measured 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -19,9 +20,10 @@ import torch.nn.functional as F
 
 from fastrft.attacks.core import attack_mode
 from fastrft.config import AttackConfig
+from fastrft.engine.speed import autocast
 from fastrft.objectives import make_objective
 
-from .ladder import Workload, autocast, fresh_model, measure, random_batch, release
+from .ladder import Workload, fresh_model, measure, random_batch, release
 
 
 def passes(attack: AttackConfig, objective: str) -> tuple[int, int]:
@@ -61,7 +63,7 @@ def measure_limit(w: Workload, *, compile: bool, **counts: Any) -> Limit:
     x, y = random_batch(w, channels_last=True)
     objective = make_objective(w.objective)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    amp = autocast(w, True)
+    amp = functools.partial(autocast, w.device, w.amp_dtype)
 
     def train() -> None:
         with amp():

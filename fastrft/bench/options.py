@@ -3,11 +3,14 @@ or (--mode attack) of an attack alone, against torchattacks and AutoAttack.
 
     fastrft bench --preset resnet50                  # the ladder, the limit (GPU)
     fastrft bench --preset paper                     # + the time a paper run would take
-    fastrft bench --model vit_base_patch16_224 -b 128 --attack pgd --steps 10
-    fastrft bench --mode attack --preset resnet50 --steps 10 -b 256
+    fastrft bench model.name=vit_base_patch16_224 data.batch_size=128 attack.name=pgd \
+        attack.steps=10
+    fastrft bench --mode attack --preset resnet50 attack.steps=10 data.batch_size=256
     fastrft bench --preset tiny --no-compile         # seconds on a CPU
     fastrft bench ... --json out.json --csv out.csv --compare old.json
 
+The workload is a preset (configs/bench/NAME.yaml, or a YAML file of the same keys), then
+key=value overrides, read like `fastrft train`'s configs; the flags say how to measure it.
 Timing: warm-up calls first (compilation and graph capture happen there and are reported
 as warm-up seconds), then --repeats repeats of --iters back-to-back calls (on a GPU without
 --iters, as many calls up to 10 as fill about a second), timed with CUDA events (host clock
@@ -19,20 +22,28 @@ the preset's targets (or --target-*) and says by how much each is met or missed.
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
-from fastrft.cli import fraction_arg
-
-from .presets import PRESETS
+from .config import KEYS, preset_names
 
 AMP_NAMES = ("bf16", "fp16")  # the keys of cli.AMP_DTYPES, named here without torch
 
 
 def parser() -> argparse.ArgumentParser:
+    keys = textwrap.fill(", ".join(KEYS), 88, initial_indent="  ", subsequent_indent="  ")
     p = argparse.ArgumentParser(
         prog="fastrft bench",
         description=__doc__,
+        epilog=f"workload keys (key=value):\n{keys}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="workload overrides, e.g. model.name=resnet18 data.img_size=32 attack.steps=10 "
+        "data.batch_size=256 device=cuda:1 (the keys: below)",
     )
     p.add_argument(
         "--mode",
@@ -43,24 +54,9 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--preset",
-        choices=sorted(PRESETS),
-        help="a named workload (explicit flags override it); "
+        metavar="NAME|FILE.yaml",
+        help=f"the workload: {', '.join(preset_names())} (configs/bench/), or a YAML file; "
         "default: resnet50 on a GPU, tiny on a CPU",
-    )
-    w = p.add_argument_group("workload")
-    w.add_argument(
-        "--model", help="any timm model name, or a fastrft registry name (tiny_cnn, small_cnn)"
-    )
-    w.add_argument("--weights", help="a local weights file for the model (default: random init)")
-    w.add_argument("--img-size", type=int, help="input resolution (pixels)")
-    w.add_argument("-b", "--batch-size", type=int, help="images per step")
-    w.add_argument("--num-classes", type=int, help="classifier outputs (default 1000)")
-    w.add_argument("--attack", choices=("pgd", "apgd", "fgsm"), help="default apgd")
-    w.add_argument("--steps", type=int, help="attack steps (default 7)")
-    w.add_argument("--eps", type=fraction_arg, help="budget, e.g. 4/255 (default)")
-    w.add_argument("--norm", choices=("linf", "l2"), help="threat model (default linf)")
-    w.add_argument(
-        "--objective", choices=("madry", "trades"), help="training objective (default madry)"
     )
     s = p.add_argument_group("levers")
     s.add_argument(
@@ -93,7 +89,8 @@ def parser() -> argparse.ArgumentParser:
         help="profile the top rung: the operators its step time goes to (torch.profiler)",
     )
     g = p.add_argument_group(
-        "targets (recorded with the result, never enforced; the preset's unless given)"
+        "targets (recorded with the result, never enforced; the preset's targets.MODE.* "
+        "unless given)"
     )
     g.add_argument(
         "--target-speedup",
@@ -120,17 +117,12 @@ def parser() -> argparse.ArgumentParser:
         help="attack: most robust-accuracy points between the fast path and AutoAttack",
     )
     g.add_argument("--no-targets", action="store_true", help="check no targets at all")
-    r = p.add_argument_group("projection of a whole run")
-    r.add_argument("--images", type=int, help="training images per epoch (preset paper: 6,667)")
-    r.add_argument("--epochs", type=int, help="epochs (preset paper: 50)")
     t = p.add_argument_group("timing")
     t.add_argument("--warmup", type=int, help="warm-up calls (default 3 on a GPU, 1 on a CPU)")
     t.add_argument(
         "--iters", type=int, help="calls per timed repeat (default 10 on a GPU, 2 on a CPU)"
     )
     t.add_argument("--repeats", type=int, help="timed repeats (default 5 on a GPU, 3 on a CPU)")
-    t.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")
-    t.add_argument("--seed", type=int, default=0, help="seed of the model and the random batch")
     o = p.add_argument_group("output")
     o.add_argument("--json", type=Path, metavar="PATH", help="write the result as JSON")
     o.add_argument("--csv", type=Path, metavar="PATH", help="write the rows as CSV")
@@ -152,7 +144,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """`fastrft bench`: the options are read before torch and the models load, so --help
     and a bad option answer at once."""
-    args = parser().parse_args(argv)
+    args = parser().parse_intermixed_args(argv)
     from .cli import run
 
     return run(args)

@@ -25,13 +25,14 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from fastrft.atomic import atomic_path
 from fastrft.data.readers import (
     ArraySplit,
     SourceName,
@@ -225,18 +226,14 @@ def convert(
     stem.parent.mkdir(parents=True, exist_ok=True)
     final = {name: stem.with_name(f"{stem.name}.{name}.beton") for name in splits}
     outputs = {**final, "classes": classes_file(final["train"])}
-    temp = {name: p.with_name(f".{p.name}.{os.getpid()}.tmp") for name, p in outputs.items()}
     opts = {"mode": mode, "jpeg_quality": jpeg_quality, "workers": workers}
-    try:
+    # each file renamed into place only once all three are written: no half a dataset
+    with ExitStack() as stack:
+        temp = {name: stack.enter_context(atomic_path(p)) for name, p in outputs.items()}
         for name, split in splits.items():
             _write_beton(temp[name], split, {**opts, "name": final[name].name}, progress)
         record = {"num_classes": num_classes, "classes": classes}
         temp["classes"].write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-        for name, path in outputs.items():
-            os.replace(temp[name], path)
-    finally:
-        for p in temp.values():
-            p.unlink(missing_ok=True)
     return final
 
 

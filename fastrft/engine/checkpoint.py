@@ -1,10 +1,10 @@
 """Checkpoints that survive a crash: written atomically, loaded with weights_only.
 
-Each save writes a temporary file beside the target and fsyncs it, then moves ``last.pt`` to
-``prev.pt`` if it is readable (a corrupt one is simply replaced, so the good ``prev.pt`` stays)
-and renames the new one over ``last.pt``. A crash at any point leaves at least one complete
-checkpoint; loading falls back to ``prev.pt``, with a warning, if ``last.pt`` is missing or
-unreadable. Everything saved is tensors and plain Python values, so
+Each save writes a temporary file beside the target (fastrft.atomic), then moves ``last.pt``
+to ``prev.pt`` if it is readable (a corrupt one is simply replaced, so the good ``prev.pt``
+stays) and renames the new one, fsynced, over ``last.pt``. A crash at any point leaves at
+least one complete checkpoint; loading falls back to ``prev.pt``, with a warning, if
+``last.pt`` is missing or unreadable. Everything saved is tensors and plain Python values, so
 ``torch.load(weights_only=True)`` reads it.
 """
 
@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fastrft.atomic import atomic_path, temporary
 from fastrft.errors import not_loadable
 
 
@@ -47,39 +48,6 @@ def _as_tuples(v: Any) -> Any:
     return tuple(_as_tuples(i) for i in v) if isinstance(v, (list, tuple)) else v
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # some filesystems refuse to open directories; the rename still holds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _temporary(path: Path, pid: int | str) -> Path:
-    """Where the process ``pid`` writes ``path`` before renaming it (pid "*": a glob)."""
-    return path.with_name(f".{path.name}.tmp-{pid}")
-
-
-def _write_synced(obj: Any, path: Path) -> Path:
-    """torch.save to a temporary file beside ``path``, fsynced; the temporary file's path."""
-    tmp = _temporary(path, os.getpid())
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    return tmp
-
-
-def save_atomic(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file, fsync, rename over ``path``."""
-    path = Path(path)
-    os.replace(_write_synced(obj, path), path)
-    _fsync_dir(path.parent)
-
-
 def _to_stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
@@ -97,11 +65,10 @@ class Checkpointer:
 
     def save(self, state: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = _write_synced(state, self.last)
-        if self._last_is_readable():
-            os.replace(self.last, self.prev)
-        os.replace(tmp, self.last)
-        _fsync_dir(self.folder)
+        with atomic_path(self.last) as tmp:
+            torch.save(state, tmp)
+            if self._last_is_readable():  # the new one is written: the old one may step back
+                os.replace(self.last, self.prev)
         self._last_readable = True
 
     def remove_leftovers(self) -> None:
@@ -109,7 +76,7 @@ class Checkpointer:
         killed mid-write), which nothing else removes. For the holder of the run directory's
         lock, before it saves: no other process writes here then, so each one is left over,
         whichever process (dead, or alive doing something else) its pid names."""
-        for tmp in self.folder.glob(_temporary(self.last, "*").name):
+        for tmp in self.folder.glob(temporary(self.last, "*").name):
             tmp.unlink(missing_ok=True)
 
     def _last_is_readable(self) -> bool:

@@ -22,15 +22,20 @@ class Speed:
     graph_step: bool = False
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.amp is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp)
+        return autocast(self.device, self.amp)
 
     def describe(self) -> str:
         amp = {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[self.amp]
         levers = ("channels_last", "compile", "cuda_graphs", "graph_step")
         on = [k for k in levers if getattr(self, k)]
         return f"{self.device.type} {amp}" + (" + " + ", ".join(on) if on else "")
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``dtype``'s autocast on ``device``; None: none (fp32)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def resolve_speed(cfg: SpeedConfig, device: torch.device) -> Speed:

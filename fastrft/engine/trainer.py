@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from fastrft import locks
+from fastrft.atomic import write_json
 from fastrft.attacks import apgd, pgd
 from fastrft.config import ConfigError, RunConfig, read_run_config, save_config, to_yaml
 from fastrft.data import build_loaders
@@ -33,7 +34,7 @@ from fastrft.objectives import make_objective
 from fastrft.optim import run_optimizer
 from fastrft.paths import check_out_dir
 from fastrft.schedules import make_schedule
-from fastrft.sweep.rundir import read_results, write_json_atomic
+from fastrft.sweep.rundir import read_results
 
 from .attacker import Attacker
 from .capture import check_graph_step, refused
@@ -394,7 +395,7 @@ class Trainer:
             "speed": self.speed.describe(),
         }
         if self.dist.main:
-            write_json_atomic(self.run_dir / "results.json", results)
+            write_json(self.run_dir / "results.json", results)
             self.console.print(
                 f"clean {results['clean_acc']:.2%}  adv {results['adv_acc']:.2%}"
                 f"  E.adv {results['expected_robustness']:.2%}  -> "

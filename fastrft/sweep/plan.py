@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from fastrft import locks
+from fastrft.atomic import write_json
 from fastrft.cli import EXIT_BAD_INPUT
 from fastrft.paths import check_out_dir
 
 from .ledger import Ledger
-from .rundir import MARKER, read_marker, read_results, summary, write_json_atomic
+from .rundir import MARKER, read_marker, read_results, summary
 from .spec import Run, SweepSpec
 
 
@@ -72,7 +73,7 @@ def locked(root: Path) -> Iterator[None]:
 
 def mark_root(spec: SweepSpec) -> None:
     spec.root.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(spec.root / MARKER, {**identity(spec), "spec": str(spec.path)})
+    write_json(spec.root / MARKER, {**identity(spec), "spec": str(spec.path)})
 
 
 def mark_run(spec: SweepSpec, run: Run) -> Path:
@@ -80,7 +81,7 @@ def mark_run(spec: SweepSpec, run: Run) -> Path:
     folder = spec.root / run.id
     folder.mkdir(parents=True, exist_ok=True)
     if read_marker(folder) is None:
-        write_json_atomic(folder / MARKER, {**identity(spec), "run": run.id})
+        write_json(folder / MARKER, {**identity(spec), "run": run.id})
     return folder
 
 

@@ -4,7 +4,6 @@ the trainer left, and the log of its attempts."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +11,6 @@ MARKER = "sweep.json"  # in the sweep's root and in each of its run directories
 LOG = "sweep.log"  # each attempt's stdout and stderr, appended
 LOG_HEADER = "=== "  # starts the line the sweep writes before each attempt
 SUMMARY_KEYS = ("clean_acc", "adv_acc", "expected_robustness", "eps", "delay_time")
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
 
 
 def read_marker(folder: Path) -> dict[str, Any] | None:

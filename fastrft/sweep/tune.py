@@ -20,13 +20,13 @@ group then loads after its other config files. A search whose best.yaml exists i
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 from rich.console import Console
 
+from fastrft.atomic import write_text
 from fastrft.config import ConfigError, load_config
 
 from .spec import Search, SweepSpec, TuneSpec, override
@@ -140,6 +140,4 @@ def write_best(path: Path, values: dict[str, float], header: str) -> None:
             node = node.setdefault(p, {})
         node[leaf] = float(value)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(f"# {header}\n" + yaml.safe_dump(nested, sort_keys=False))
-    os.replace(tmp, path)
+    write_text(path, f"# {header}\n" + yaml.safe_dump(nested, sort_keys=False))

@@ -10,7 +10,7 @@ import types
 import pytest
 import torch
 
-from fastrft.bench import cli
+from fastrft.bench import train
 from fastrft.bench.cli import main
 from fastrft.engine.graphs import CaptureFailed
 
@@ -60,14 +60,14 @@ def test_ladder_rows_limit_and_files(ladder):
 
 
 def test_a_rung_torch_cannot_capture_is_a_note_and_the_ladder_goes_on(tmp_path, monkeypatch):
-    real = cli.run_rung
+    real = train.run_rung
 
     def run_rung(rung, w, **kw):
         if rung.index == 1:
             raise CaptureFailed("operation not permitted when stream is capturing")
         return real(rung, w, **kw)
 
-    monkeypatch.setattr(cli, "run_rung", run_rung)
+    monkeypatch.setattr(train, "run_rung", run_rung)
     assert main([*TINY, "--rungs", "0-2", "--no-limit", "--json", str(tmp_path / "r.json")]) == 0
     r = json.loads((tmp_path / "r.json").read_text())
     assert [row["rung"] for row in r["rows"]] == [0, 2]
@@ -118,10 +118,8 @@ def test_projection_of_a_paper_run(tmp_path):
             *TINY,
             "--rungs",
             "0",
-            "--images",
-            "1000",
-            "--epochs",
-            "10",
+            "images=1000",
+            "epochs=10",
             "--json",
             str(tmp_path / "p.json"),
         ]
@@ -138,14 +136,14 @@ def test_projection_of_a_paper_run(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model", "no_such_model_xyz"], "no_such_model_xyz"),
+        (["model.name=no_such_model_xyz"], "no_such_model_xyz"),
         (["--rungs", "6"], "CUDA graphs need a CUDA GPU"),
         (["--rungs", "0,7"], "rung 7 cannot run here (CUDA graphs need a CUDA GPU)"),
         (["--rungs", "9"], "rung 9 does not exist"),
         (["--rungs", "a-b"], "expected numbers and ranges"),
-        (["--objective", "trades", "--attack", "apgd"], "add --attack pgd"),
-        (["-b", "0"], "--batch-size must be at least 1"),
-        (["--eps", "-1"], "must be >= 0"),
+        (["objective.name=trades", "attack.name=apgd"], "set attack.name=pgd"),
+        (["data.batch_size=0"], "data.batch_size: must be at least 1"),
+        (["attack.eps=-1"], "must be >= 0"),
         (["--compare", "missing.json"], "missing.json does not exist"),
     ],
 )
@@ -159,14 +157,14 @@ def test_bad_input_names_the_flag(args, message, tmp_path, monkeypatch):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_bad_input_from_the_command_line_is_one_line_and_exit_2(tmp_path):
     run = subprocess.run(
-        [sys.executable, "-m", "fastrft", "bench", *TINY, "--device", "cuda"],
+        [sys.executable, "-m", "fastrft", "bench", *TINY, "device=cuda"],
         capture_output=True,
         text=True,
         cwd=tmp_path,
         timeout=300,
     )
     assert run.returncode == 2, run.stderr
-    assert run.stderr.startswith("fastrft bench: error: --device cuda: this machine has no CUDA")
+    assert run.stderr.startswith("fastrft bench: error: device: CUDA was asked for but no GPU")
     assert len(run.stderr.strip().splitlines()) == 1
 
 
@@ -178,12 +176,9 @@ def test_attack_mode_side_by_side_with_peers(tmp_path):
             "--mode",
             "attack",
             *TINY,
-            "--attack",
-            "apgd",
-            "--steps",
-            "3",
-            "--model",
-            "small_cnn",
+            "attack.name=apgd",
+            "attack.steps=3",
+            "model.name=small_cnn",
             "--json",
             str(tmp_path / "a.json"),
         ]
@@ -203,14 +198,14 @@ def test_attack_mode_runs_fgsm_beside_torchattacks_ffgsm(tmp_path):
     """fgsm's eager row once passed norm twice (a TypeError before any row was timed)."""
     pytest.importorskip("torchattacks")
     out = tmp_path / "f.json"
-    args = ["--attack", "fgsm", "--model", "small_cnn", "--json", str(out)]
+    args = ["attack.name=fgsm", "model.name=small_cnn", "--json", str(out)]
     main(["--mode", "attack", *TINY, *args])
     names = [r["name"] for r in json.loads(out.read_text())["rows"]]
     assert names[0] == "fastrft fp32 eager" and names[2:] == ["torchattacks FFGSM"]
 
 
 def test_an_out_of_memory_rung_names_the_largest_batch_searched_after_freeing_it(monkeypatch):
-    real = cli.run_rung
+    real = train.run_rung
     searched = []
 
     def run_rung(rung, w, **kw):
@@ -223,8 +218,8 @@ def test_an_out_of_memory_rung_names_the_largest_batch_searched_after_freeing_it
         searched.append((rung.index, sys.exc_info()[0]))
         return 8
 
-    monkeypatch.setattr(cli, "run_rung", run_rung)
-    monkeypatch.setattr(cli, "largest_batch_that_fits", largest_batch_that_fits)
+    monkeypatch.setattr(train, "run_rung", run_rung)
+    monkeypatch.setattr(train, "largest_batch_that_fits", largest_batch_that_fits)
     monkeypatch.setattr(
         torch.cuda,
         "get_device_properties",
@@ -232,7 +227,7 @@ def test_an_out_of_memory_rung_names_the_largest_batch_searched_after_freeing_it
     )
     message = (
         "batch 16 does not fit in the GPU's 80 GiB at rung 1 (+ bf16 autocast): "
-        "the largest that fit: 8; rerun with -b 8"
+        "the largest that fit: 8; rerun with data.batch_size=8"
     )
     with pytest.raises(ValueError, match=re.escape(message)):
         main([*TINY, "--rungs", "0-2", "--no-limit"])

@@ -20,7 +20,7 @@ def _table(*paths):
 def test_the_table_shows_each_results_top_rung_and_targets(tmp_path):
     ladder, attack = tmp_path / "ladder.json", tmp_path / "attack.json"
     main([*TINY, "--rungs", "0,4", "--target-speedup", "1000", "--json", str(ladder)])
-    main([*TINY, "--mode", "attack", "--attack", "apgd", "--steps", "2", "--json", str(attack)])
+    main([*TINY, "--mode", "attack", "attack.name=apgd", "attack.steps=2", "--json", str(attack)])
     (tmp_path / "other.json").write_text('{"op": "linf_step"}')
     run = _table(ladder, attack, tmp_path / "other.json")
     assert run.returncode == 0, run.stderr

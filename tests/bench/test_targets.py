@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from fastrft.bench.cli import main, parser, resolve_targets
+from fastrft.bench.cli import config_targets, main, parser, resolve_targets
+from fastrft.bench.config import load_bench_config
 from fastrft.bench.targets import attack_checks, train_checks
 
 PROFILE = [
@@ -62,7 +63,7 @@ def test_train_checks_name_what_is_missing():
     assert [c.verdict for c in checks] == [
         "needs rung 0 and a higher rung",
         "the limit was not measured",
-        "no projection (--images and --epochs)",
+        "no projection (set images and epochs)",
     ]
     assert checks[0].line().endswith(">= 5x: not checked, needs rung 0 and a higher rung")
 
@@ -94,22 +95,27 @@ def _args(*argv):
     return parser().parse_args(list(argv))
 
 
+def _preset(name, mode="train"):
+    """The targets configs/bench/NAME.yaml sets for ``mode``."""
+    return config_targets(load_bench_config(name), mode)
+
+
 def test_the_presets_targets_apply_unless_flags_override_them():
-    assert resolve_targets(_args("--preset", "resnet50"), "resnet50") == {
+    assert resolve_targets(_args("--preset", "resnet50"), _preset("resnet50")) == {
         "speedup": 5.0,
         "limit": 0.85,
     }
-    assert resolve_targets(_args("--mode", "attack"), "vit_b16") == {
+    assert resolve_targets(_args("--mode", "attack"), _preset("vit_b16", "attack")) == {
         "speedup": 10.0,
         "fp32_speedup": 1.5,
         "acc_gap": 1.0,
     }
-    assert resolve_targets(_args("--target-speedup", "3"), "resnet50") == {
+    assert resolve_targets(_args("--target-speedup", "3"), _preset("resnet50")) == {
         "speedup": 3.0,
         "limit": 0.85,
     }
-    assert resolve_targets(_args("--no-targets"), "paper") == {}
-    assert resolve_targets(_args(), "tiny") == {}
+    assert resolve_targets(_args("--no-targets"), _preset("paper")) == {}
+    assert resolve_targets(_args(), _preset("tiny")) == {}
 
 
 @pytest.mark.parametrize(
@@ -126,7 +132,7 @@ def test_the_presets_targets_apply_unless_flags_override_them():
 )
 def test_bad_target_flags_are_errors(argv, message):
     with pytest.raises(ValueError, match=re.escape(message)):
-        resolve_targets(_args(*argv), "tiny")
+        resolve_targets(_args(*argv), _preset("tiny"))
 
 
 def test_the_result_records_its_checks(tmp_path):

@@ -1,0 +1,209 @@
+"""`fastrft bench --mode train`: the ladder's rungs timed one by one, the limit, the run
+projected at the top rung's speed, and the table and notes they print as."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from fastrft.engine.graphs import CaptureFailed
+
+from .flops import step_flops
+from .ladder import (
+    RUNGS,
+    Rung,
+    Workload,
+    largest_batch_that_fits,
+    release,
+    run_rung,
+    runnable,
+)
+from .limit import measure_limit
+from .projection import RunShape, project
+
+REPEAT_S = 1.0  # seconds of calls per timed repeat on a GPU, unless --iters is given
+
+
+def parse_rungs(
+    spec: str | None, device: torch.device, compile: bool
+) -> tuple[list[Rung], list[str]]:
+    """(rungs to run, notes on the ones left out). An explicit request the device or the
+    flags cannot honour is an error; the default quietly leaves such rungs out."""
+    skipped = {r.index: runnable(r, device) for r in RUNGS}
+    if not compile:
+        skipped[5] = skipped[5] or "--no-compile"
+    if spec is None:
+        chosen = [r.index for r in RUNGS]
+    else:
+        chosen = []
+        try:
+            for part in spec.split(","):
+                lo, _, hi = part.partition("-")
+                chosen += range(int(lo), int(hi or lo) + 1)
+        except ValueError:
+            raise ValueError(
+                f"--rungs: expected numbers and ranges such as 0-7 or 0,4,7, got {spec!r}"
+            ) from None
+        bad = [i for i in chosen if not 0 <= i < len(RUNGS)]
+        if bad:
+            raise ValueError(
+                f"--rungs: rung {bad[0]} does not exist; the rungs are 0-{len(RUNGS) - 1}"
+            )
+        refused = [i for i in chosen if skipped[i]]
+        if refused:
+            i = refused[0]
+            raise ValueError(
+                f"--rungs: rung {i} cannot run here ({skipped[i]}); leave it out of --rungs"
+            )
+    rungs = [RUNGS[i] for i in sorted(set(chosen)) if not skipped[i]]
+    notes = [f"rung {i} skipped: {why}" for i, why in skipped.items() if why and spec is None]
+    return rungs, notes
+
+
+def timing_counts(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """measure()'s counts. On a GPU without --iters, a repeat stops after about a second of
+    calls (at most 10), so slow baselines do not spend the machine's time."""
+    gpu = device.type == "cuda"
+    counts = {
+        "warmup": args.warmup if args.warmup is not None else (3 if gpu else 1),
+        "calls": args.iters if args.iters is not None else (10 if gpu else 2),
+        "repeats": args.repeats if args.repeats is not None else (5 if gpu else 3),
+        "repeat_s": REPEAT_S if gpu and args.iters is None else None,
+    }
+    if counts["warmup"] < 0 or counts["calls"] < 1 or counts["repeats"] < 1:
+        raise ValueError("--warmup must be >= 0, --iters and --repeats >= 1")
+    return counts
+
+
+def run_ladder(
+    w: Workload, rungs: list[Rung], counts: dict[str, int], console: Console, profile: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None, list[str]]:
+    """(one row per rung, the top rung's operator profile if asked for, notes on rungs
+    whose CUDA graph torch could not capture)."""
+    rows, ops, failed = [], None, []
+    for rung in rungs:
+        console.print(f"rung {rung.index}: {rung.name(w.amp_dtype)} ...", style="dim")
+        top = profile and rung is rungs[-1]
+        try:
+            result = run_rung(rung, w, **counts, profile=top)
+        except CaptureFailed as e:
+            failed.append(f"rung {rung.index} failed: torch could not capture its graph ({e})")
+            console.print(failed[-1], style="yellow")
+            continue
+        except torch.cuda.OutOfMemoryError:
+            result = None  # searched below, once the traceback (holding the rung) is gone
+        if result is None:
+            raise out_of_memory(rung, w)
+        rows.append(result.as_dict())
+        ops = result.profile if top else ops
+    return rows, ops, failed
+
+
+def out_of_memory(rung: Rung, w: Workload) -> ValueError:
+    """The error for a batch that does not fit, naming the largest that does."""
+    release(w.device)
+    fit = largest_batch_that_fits(rung, w)
+    total = torch.cuda.get_device_properties(w.device).total_memory / 2**30
+    hint = (
+        f"the largest that fit: {fit}; rerun with data.batch_size={fit}"
+        if fit
+        else "not even a batch of 1 fits"
+    )
+    return ValueError(
+        f"batch {w.batch_size} does not fit in the GPU's {total:.0f} GiB at rung "
+        f"{rung.index} ({rung.name(w.amp_dtype)}): {hint}"
+    )
+
+
+TRAIN_COLUMNS = [
+    ("rung", "name", ""),
+    ("img/s", "images_per_s", ",.0f"),
+    ("ms/step", "median_ms", ".1f"),
+    ("p20-p80 ms", "spread", ""),
+    ("peak GiB", "peak_memory_gib", ".1f"),
+    ("x baseline", "speedup", ".2f"),
+    ("of limit", "fraction_of_limit", ".0%"),
+    ("TFLOP/s", "tflops", ".3g"),
+    ("warm-up s", "warmup_s", ".1f"),
+    ("W", "mean_power_w", ".0f"),
+    ("J/img", "energy_per_image_j", ".3f"),
+    ("SM MHz", "sm_clock_mhz", ".0f"),
+    ("util %", "utilization_pct", ".0f"),
+]
+
+
+def finish_rows(rows: list[dict[str, Any]], floor_ms: float | None, flops: int) -> None:
+    base = next((r["images_per_s"] for r in rows if r["rung"] == 0), None)
+    for r in rows:
+        r["tflops"] = flops / (r["median_ms"] / 1e3) / 1e12
+        r["spread"] = f"{r['p20_ms']:.1f}-{r['p80_ms']:.1f}"
+        r["speedup"] = r["images_per_s"] / base if base else None
+        r["fraction_of_limit"] = floor_ms / r["median_ms"] if floor_ms else None
+
+
+def train_notes(result: dict[str, Any], device: torch.device) -> list[str]:
+    notes = list(result["skipped"])
+    if device.type == "cpu":
+        notes.append(
+            "on a CPU, bf16 is mostly emulated and nothing is captured: the ladder and the "
+            "limit check the machinery, they say nothing about a GPU"
+        )
+    notes.append(
+        f"arithmetic: {result['flops_per_step'] / 1e9:,.3g} GFLOP per step (matrix products "
+        "and convolutions of one eager step, forward and backward; TFLOP/s = that / step time)"
+    )
+    limit = result["limit"]
+    if limit:
+        kind = "compiled" if limit["compiled"] else "eager (--no-compile)"
+        notes.append(
+            f"limit ({kind}, {result['workload']['amp']}, channels_last): "
+            f"T_train {limit['t_train_ms']:.2f} ms"
+            f" + {limit['k_grad']} x T_grad {limit['t_grad_ms']:.2f} ms"
+            + (f" + {limit['k_fwd']} x T_fwd {limit['t_fwd_ms']:.2f} ms" if limit["k_fwd"] else "")
+            + f" = {limit['floor_ms']:.2f} ms per step"
+        )
+    proj = result.get("projection")
+    if proj:
+        notes.append(
+            f"a run of {proj['images']:,} images x {proj['epochs']} epochs at the top rung's speed "
+            f"(training only): RFT-fix {proj['fix_s'] / 60:.1f} min, Epsilon-Scheduling (hinge, "
+            f"{proj['clean_epochs']} epochs at eps 0) {proj['hinge_s'] / 60:.1f} min"
+        )
+    return notes
+
+
+def bench_train(
+    args: argparse.Namespace, run: RunShape | None, w: Workload, console: Console
+) -> dict[str, Any]:
+    """The ladder's rows, the limit (unless --no-limit) and ``run`` projected at the top
+    rung's speed."""
+    rungs, skipped = parse_rungs(args.rungs, w.device, args.compile)
+    counts = timing_counts(args, w.device)
+    rows, ops, failed = run_ladder(w, rungs, counts, console, args.profile)
+    console.print("counting the step's FLOPs ...", style="dim")
+    flops = step_flops(w)  # one rung-0 step: it ran (fits) when rung 0 did
+    limit = None
+    if not args.no_limit:
+        console.print("limit: T_train, T_grad, T_fwd ...", style="dim")
+        limit = measure_limit(w, compile=args.compile, **counts).as_dict()
+    finish_rows(rows, limit["floor_ms"] if limit else None, flops)
+    projection = None
+    if run is not None and rows:
+        top = rows[-1]
+        clean_ms = limit["t_train_ms"] if limit else None
+        projection = {
+            **vars(run),
+            **project(run, top["images_per_s"], clean_ms, w.batch_size).as_dict(),
+        }
+    return {
+        "rows": rows,
+        "flops_per_step": flops,
+        "limit": limit,
+        "projection": projection,
+        "skipped": skipped + failed,
+        "timing": counts,
+        "profile": ops,
+    }
