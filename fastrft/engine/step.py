@@ -37,7 +37,7 @@ from fastrft.objectives import Objective
 from fastrft.optim import ends_group, group_size
 
 from .attacker import Attacker
-from .capture import capture_step, load_optimizer_state
+from .capture import capture_step, load_optimizer_state, load_schedule_state
 from .graphs import CapturedCall
 from .speed import Speed
 
@@ -153,7 +153,12 @@ class TrainStep:
             self._graph = capture_step(self.run, inputs, self.net, self.optimizer)
         return self._graph(*inputs)
 
-    def load_optimizer(self, state: dict[str, Any]) -> None:
-        """The optimizer's saved state, set up the way this step steps (captured or not)."""
+    def load_optimizer(
+        self, state: dict[str, Any], schedule_state: dict[str, Any] | None = None
+    ) -> None:
+        """The optimizer's saved state, and its learning-rate schedule's, set up the way this
+        step steps (captured or not)."""
         device = self.optimizer.param_groups[0]["params"][0].device
         load_optimizer_state(self.optimizer, state, capturable=self.graphed, device=device)
+        if schedule_state is not None and self.lr_schedule is not None:
+            load_schedule_state(self.lr_schedule, schedule_state)
