@@ -132,8 +132,7 @@ class TrainStep:
         attack runs; the loss's gradient is divided by ``group``, the group's micro-batch
         count; ``update``: the group's last micro-batch, whose gradients are all-reduced and
         which steps the optimizer."""
-        target = None if eps is None else self.objective.attack_target(self.net, x, y)
-        x_adv = None if eps is None else self.attack(x, target, eps)
+        x_adv = None if eps is None else self.attack(x, self._attack_target(x, y), eps)
         no_sync = isinstance(self.train_net, DistributedDataParallel) and not update
         with self.train_net.no_sync() if no_sync else contextlib.nullcontext():
             with self.autocast():
@@ -144,6 +143,12 @@ class TrainStep:
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
         return loss.detach(), logits.detach()
+
+    def _attack_target(self, x: Tensor, y: Tensor) -> Tensor:
+        """The objective's target for the attack, its forward (TRADES' clean prediction) in
+        the step's precision like every other forward of the step."""
+        with self.autocast():
+            return self.objective.attack_target(self.net, x, y)
 
     def _replay(self, inputs: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         """The step replayed from its graph: one graph at a time, so two graphs' memory is
