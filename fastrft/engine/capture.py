@@ -83,3 +83,15 @@ def load_optimizer_state(
     for param_state in optimizer.state.values():
         if torch.is_tensor(param_state.get("step")):
             param_state["step"] = param_state["step"].to(step_device, torch.float32)
+
+
+def load_schedule_state(
+    schedule: torch.optim.lr_scheduler.LRScheduler, state: dict[str, Any]
+) -> None:
+    """The schedule's saved state with plain float rates. A captured run's schedule saves its
+    base rates as tensors; loaded as they are, its next step would write tensor learning rates
+    into an optimizer that is not capturable, which then leaves AdamW's foreach path. A
+    captured step needs no tensors here: the schedule fills the groups' tensors in place."""
+    schedule.load_state_dict(state)
+    schedule.base_lrs = [float(lr) for lr in schedule.base_lrs]
+    schedule._last_lr = [float(lr) for lr in schedule.get_last_lr()]

@@ -87,11 +87,12 @@ class CapturedCall:
         del before
         self.graph = torch.cuda.CUDAGraph()
         try:
-            # thread_local: a loader's thread may touch the GPU meanwhile (as torch's own
-            # cudagraph trees assume); the capture still takes all work on its stream
+            # global: backward runs on autograd's device thread, whose unsafe calls (a
+            # synchronisation, an allocation outside the pool) thread_local would not
+            # report; a refused capture is a clear stop, a silently wrong graph is not
             with (
                 _redirect_stale_streams(),
-                torch.cuda.graph(self.graph, stream=stream, capture_error_mode="thread_local"),
+                torch.cuda.graph(self.graph, stream=stream, capture_error_mode="global"),
             ):
                 self.out = fn(*self.inputs)
         except RuntimeError as e:

@@ -37,7 +37,7 @@ from fastrft.objectives import Objective
 from fastrft.optim import ends_group, group_size
 
 from .attacker import Attacker
-from .capture import capture_step, load_optimizer_state
+from .capture import capture_step, load_optimizer_state, load_schedule_state
 from .graphs import CapturedCall
 from .speed import Speed
 
@@ -132,8 +132,7 @@ class TrainStep:
         attack runs; the loss's gradient is divided by ``group``, the group's micro-batch
         count; ``update``: the group's last micro-batch, whose gradients are all-reduced and
         which steps the optimizer."""
-        target = None if eps is None else self.objective.attack_target(self.net, x, y)
-        x_adv = None if eps is None else self.attack(x, target, eps)
+        x_adv = None if eps is None else self.attack(x, self._attack_target(x, y), eps)
         no_sync = isinstance(self.train_net, DistributedDataParallel) and not update
         with self.train_net.no_sync() if no_sync else contextlib.nullcontext():
             with self.autocast():
@@ -145,6 +144,12 @@ class TrainStep:
             self.optimizer.zero_grad(set_to_none=True)
         return loss.detach(), logits.detach()
 
+    def _attack_target(self, x: Tensor, y: Tensor) -> Tensor:
+        """The objective's target for the attack, its forward (TRADES' clean prediction) in
+        the step's precision like every other forward of the step."""
+        with self.autocast():
+            return self.objective.attack_target(self.net, x, y)
+
     def _replay(self, inputs: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         """The step replayed from its graph: one graph at a time, so two graphs' memory is
         never held at once. A capture torch refuses raises CaptureFailed."""
@@ -153,7 +158,12 @@ class TrainStep:
             self._graph = capture_step(self.run, inputs, self.net, self.optimizer)
         return self._graph(*inputs)
 
-    def load_optimizer(self, state: dict[str, Any]) -> None:
-        """The optimizer's saved state, set up the way this step steps (captured or not)."""
+    def load_optimizer(
+        self, state: dict[str, Any], schedule_state: dict[str, Any] | None = None
+    ) -> None:
+        """The optimizer's saved state, and its learning-rate schedule's, set up the way this
+        step steps (captured or not)."""
         device = self.optimizer.param_groups[0]["params"][0].device
         load_optimizer_state(self.optimizer, state, capturable=self.graphed, device=device)
+        if schedule_state is not None and self.lr_schedule is not None:
+            load_schedule_state(self.lr_schedule, schedule_state)

@@ -216,8 +216,7 @@ class Trainer:
                 self.log.truncate_after(-1)
             return 0
         self.model.load_state_dict(state["model"])
-        self.train_step.load_optimizer(state["optimizer"])
-        self.lr_schedule.load_state_dict(state["lr_schedule"])
+        self.train_step.load_optimizer(state["optimizer"], state["lr_schedule"])
         self.scaler.load_state_dict(state["scaler"])
         self.schedule.load_state_dict(state["schedule"])
         set_rng_state(state["rng"][min(self.dist.rank, len(state["rng"]) - 1)])

@@ -139,3 +139,30 @@ def test_a_checkpoint_loads_the_way_the_run_steps(tmp_path):
     plain.train_step.load_optimizer(saved_captured)
     assert not any(g["capturable"] for g in plain.optimizer.param_groups)
     assert all(isinstance(g["lr"], float) for g in plain.optimizer.param_groups)
+
+
+def _as_graphed_run_saves(optimizer_state, schedule_state):
+    """The states a speed.graph_step run checkpoints: learning rates as tensors, in the
+    optimizer's groups and in the schedule's base and last rates."""
+    tensor = lambda v: torch.tensor(v, dtype=torch.float32)  # noqa: E731
+    for group in optimizer_state["param_groups"]:
+        group["capturable"] = True
+        group["lr"], group["initial_lr"] = tensor(group["lr"]), tensor(group["initial_lr"])
+    for key in ("base_lrs", "_last_lr"):
+        schedule_state[key] = [tensor(v) for v in schedule_state[key]]
+    return optimizer_state, schedule_state
+
+
+def test_a_graphed_run_resumed_without_the_lever_steps_with_plain_float_rates(tmp_path):
+    """The schedule's saved base rates were tensors, so its first step after the resume wrote
+    tensor learning rates back into the groups, and AdamW left its foreach path."""
+    _, _, first = _fit(tmp_path, "run", False)
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    saved = _as_graphed_run_saves(state["optimizer"], state["lr_schedule"])
+    plain = Trainer(first.cfg, progress=False)
+    plain.train_step.load_optimizer(*saved)
+    plain.lr_schedule.step()
+    groups = plain.optimizer.param_groups
+    assert all(type(g["lr"]) is float and type(g["initial_lr"]) is float for g in groups)
+    assert all(type(lr) is float for lr in plain.lr_schedule.base_lrs)
+    assert all(type(lr) is float for lr in plain.lr_schedule.get_last_lr())
