@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 
-.PHONY: install test lint bench demo
+.PHONY: install test lint bench demo gpu-wheels
 
 install:
 	$(PIP) install -q -e ".[dev]"
@@ -19,3 +19,7 @@ bench: install
 
 demo: install
 	$(PYTHON) -m fastrft demo
+
+# the wheels a lent GPU machine lacks, into .whl/ (see benchmarks/README.md)
+gpu-wheels:
+	PYTHON=$(PYTHON) bash benchmarks/fetch_wheels.sh

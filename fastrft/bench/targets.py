@@ -1,8 +1,10 @@
 """Targets a result is held to, and by how much it meets or misses each.
 
-Targets come from the preset's ``targets`` section (issue 6's: `resnet50` and `vit_b16` at 5x
-the baseline and 85% of the limit, `cifar` at 8x, `paper` in 10 minutes, and in attack mode
-10x AutoAttack's APGD-CE at its robust accuracy within a point, fp32 at 1.5x), overridden by
+Targets are fastrft's speed goals (README, `fastrft bench`), as far as one result can check
+them: the top rung's fraction of the limit (the floor a robust step cannot beat, so the gap is
+overhead), its speed-up over the PyTorch-defaults baseline, the projected length of a whole run,
+and in attack mode the speed-up over AutoAttack's APGD-CE at its robust accuracy, so that speed
+never comes from a weaker attack. They come from the preset's ``targets`` section, overridden by
 ``targets.MODE.KEY=value`` or by --target-* flags. A check is recorded, never enforced: the
 exit code does not depend on it.
 

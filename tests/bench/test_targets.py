@@ -102,8 +102,8 @@ def _preset(name, mode="train"):
 
 def test_the_presets_targets_apply_unless_flags_override_them():
     assert resolve_targets(_args("--preset", "resnet50"), _preset("resnet50")) == {
-        "speedup": 5.0,
-        "limit": 0.85,
+        "speedup": 3.5,
+        "limit": 0.90,
     }
     assert resolve_targets(_args("--mode", "attack"), _preset("vit_b16", "attack")) == {
         "speedup": 10.0,
@@ -112,7 +112,7 @@ def test_the_presets_targets_apply_unless_flags_override_them():
     }
     assert resolve_targets(_args("--target-speedup", "3"), _preset("resnet50")) == {
         "speedup": 3.0,
-        "limit": 0.85,
+        "limit": 0.90,
     }
     assert resolve_targets(_args("--no-targets"), _preset("paper")) == {}
     assert resolve_targets(_args(), _preset("tiny")) == {}
