@@ -331,13 +331,17 @@ def _checks(lines: dict[str, list[str]]) -> bool:
 
 
 def _bench_parses(argv: tuple[str, ...]) -> bool:
-    """Whether `fastrft bench` accepts the arguments (its parser needs no torch)."""
+    """Whether `fastrft bench` accepts the arguments: its parser, then its preset and
+    key=value overrides through the bench's config loader (neither needs torch)."""
+    from fastrft.bench.config import load_bench_config
     from fastrft.bench.options import parser
+    from fastrft.config import ConfigError
 
     try:
-        parser().parse_intermixed_args(list(argv))
-    except SystemExit:
-        print(f"  FAILED: fastrft bench {' '.join(argv)}")
+        args = parser().parse_intermixed_args(list(argv))
+        load_bench_config(args.preset, args.overrides)
+    except (SystemExit, ConfigError) as err:
+        print(f"  FAILED: fastrft bench {' '.join(argv)} ({err})")
         return False
     print(f"  ok: fastrft bench {' '.join(argv)} parses")
     return True
