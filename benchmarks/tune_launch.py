@@ -4,13 +4,14 @@
 
 Each op is timed as a CUDA-graph replay (triton.testing.do_bench_cudagraph), so the time is
 the kernels' alone, without the Python wrapper: what a captured attack pays. The block size
-chosen by kernels/_utils.flat_launch is patched for the sweep, in every kernel module that
+chosen by kernels/common.flat_launch is patched for the sweep, in every kernel module that
 uses it. GB/s counts the minimal bytes (each input read once, each output written once).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -21,9 +22,13 @@ from triton.testing import do_bench_cudagraph
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.runner import environment
-from fastrft.kernels import _utils, apgd_update, l2_step, linf_step, random_start
 
-MODULES = (_utils, linf_step, l2_step, apgd_update, random_start)
+# the modules, not the ops of the same names that fastrft.kernels exports
+common, linf_step, l2_step, apgd_update, random_start = (
+    importlib.import_module(f"fastrft.kernels.{m}")
+    for m in ("common", "linf_step", "l2_step", "apgd_update", "random_start")
+)
+MODULES = (common, linf_step, l2_step, apgd_update, random_start)
 CONFIGS = [(b, w) for b in (1024, 2048, 4096, 8192) for w in (4, 8, 16) if b // (32 * w) >= 4]
 
 
@@ -75,7 +80,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--out", type=Path, default=None, help="write tune-launch.json here")
     args = p.parse_args()
-    original = _utils.flat_launch
+    original = common.flat_launch
     rows = []
     for dtype in (torch.float32, torch.bfloat16):
         for name, (fn, nbytes) in ops(args.batch, args.size, dtype).items():

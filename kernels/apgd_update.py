@@ -16,15 +16,16 @@ sums of ||w - x||^2 (deterministic partials, as in l2_step), then the update.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import Tensor
 
-from ._utils import (
+from .common import (
     Backend,
+    Norm,
     check_batch,
     check_kernel_layout,
+    check_norm,
+    launcher_op,
     like_layout,
     on_tensors_device,
     per_sample,
@@ -39,9 +40,6 @@ try:
     import triton.language as tl
 except ImportError:  # pragma: no cover
     triton = None
-
-Norm = Literal["linf", "l2"]
-NORMS = ("linf", "l2")
 
 
 if triton is not None:
@@ -187,28 +185,7 @@ def apgd_update_triton(
     )
 
 
-@torch.library.custom_op("fastrft::apgd_update", mutates_args=("x_adv", "x_prev"))
-def _apgd_update_op(
-    x_adv: Tensor,
-    x_prev: Tensor,
-    grad: Tensor,
-    x: Tensor,
-    eps: Tensor,
-    step_size: Tensor,
-    momentum: float,
-    norm: str,
-) -> None:
-    apgd_update_triton(x_adv, x_prev, grad, x, eps, step_size, momentum, norm)
-
-
-@_apgd_update_op.register_fake
-def _(x_adv, x_prev, grad, x, eps, step_size, momentum, norm) -> None:
-    return None
-
-
-def _check_norm(norm: str) -> None:
-    if norm not in NORMS:
-        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+_apgd_update_op = launcher_op("apgd_update", apgd_update_triton, mutates=("x_adv", "x_prev"))
 
 
 def apgd_update_reference(
@@ -216,16 +193,15 @@ def apgd_update_reference(
     x_prev: Tensor,
     grad: Tensor,
     x: Tensor,
-    eps: float | Tensor,
-    step_size: float | Tensor,
+    eps: Tensor,
+    step_size: Tensor,
     momentum: float,
     norm: Norm,
 ) -> tuple[Tensor, Tensor]:
-    """Plain torch, the formulas literally in float32: returns (x_new, x_prev_new)."""
-    _check_norm(norm)
-    n = x_adv.shape[0]
-    eps_v = view_per_sample(per_sample(eps, n, x_adv.device), x_adv)
-    eta_v = view_per_sample(per_sample(step_size, n, x_adv.device), x_adv)
+    """Plain torch, the formulas literally in float32: returns (x_new, x_prev_new).
+    eps, step_size: ready float32 (N,) vectors (:func:`fastrft.kernels.per_sample`)."""
+    check_norm(norm)
+    eps_v, eta_v = view_per_sample(eps, x_adv), view_per_sample(step_size, x_adv)
     xk, xp, xf, a = x_adv.float(), x_prev.float(), x.float(), momentum
     lo, hi = xf - eps_v, xf + eps_v
     if norm == "linf":
@@ -233,7 +209,7 @@ def apgd_update_reference(
         w = xk + a * (z - xk) + (1 - a) * (xk - xp)
         x_new = torch.minimum(torch.maximum(w, lo), hi).clamp(0, 1)
     else:
-        z = l2_step_fp32(x_adv, grad, x, eps_v.flatten(), eta_v.flatten())
+        z = l2_step_fp32(x_adv, grad, x, eps, step_size)
         w = xk + a * (z - xk) + (1 - a) * (xk - xp)
         w_norm = view_per_sample((w - xf).flatten(1).norm(dim=1), w)
         x_new = (xf + (w - xf) * torch.minimum(eps_v, w_norm) / (w_norm + TINY)).clamp(0, 1)
@@ -254,11 +230,12 @@ def apgd_update_(
 ) -> None:
     """One APGD update in place: ``x_adv`` becomes the new iterate, ``x_prev`` the old one.
 
-    ``eps`` and ``step_size`` are floats or per-sample tensors; ``momentum`` is APGD's ``a``
-    (1.0 at the first iteration, where x_prev still has to hold finite values, e.g. a copy of
-    x_adv: 0 * NaN is NaN). ``x_prev`` must share ``x_adv``'s memory layout.
+    ``eps`` and ``step_size`` are floats or per-sample tensors (a ready float32 (N,) vector on
+    x_adv's device is used as it is, :func:`fastrft.kernels.per_sample`); ``momentum`` is
+    APGD's ``a`` (1.0 at the first iteration, where x_prev still has to hold finite values,
+    e.g. a copy of x_adv: 0 * NaN is NaN). ``x_prev`` must share ``x_adv``'s memory layout.
     """
-    _check_norm(norm)
+    check_norm(norm)
     check_batch("grad", grad, x_adv)
     check_batch("x", x, x_adv)
     check_kernel_layout(x_adv, x_prev=x_prev)

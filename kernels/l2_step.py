@@ -21,10 +21,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._utils import (
+from .common import (
     Backend,
+    launcher_op,
     on_tensors_device,
-    per_sample,
     reduce_launch,
     run_step,
     view_per_sample,
@@ -143,25 +143,13 @@ def l2_step_triton(
     )
 
 
-@torch.library.custom_op("fastrft::l2_step", mutates_args=("out",))
-def _l2_step_op(
-    x_adv: Tensor, grad: Tensor, x: Tensor, eps: Tensor, alpha: Tensor, out: Tensor
-) -> None:
-    l2_step_triton(x_adv, grad, x, eps, alpha, out)
+_l2_step_op = launcher_op("l2_step", l2_step_triton, mutates=("out",))
 
 
-@_l2_step_op.register_fake
-def _(x_adv, grad, x, eps, alpha, out) -> None:
-    return None
-
-
-def l2_step_fp32(
-    x_adv: Tensor, grad: Tensor, x: Tensor, eps: float | Tensor, alpha: float | Tensor
-) -> Tensor:
-    """The formula in float32, norms computed directly; also the inner step of APGD's reference."""
-    n = x_adv.shape[0]
-    eps = view_per_sample(per_sample(eps, n, x_adv.device), x_adv)
-    alpha = view_per_sample(per_sample(alpha, n, x_adv.device), x_adv)
+def l2_step_fp32(x_adv: Tensor, grad: Tensor, x: Tensor, eps: Tensor, alpha: Tensor) -> Tensor:
+    """The formula in float32, norms computed directly; also the inner step of APGD's reference.
+    eps, alpha: ready float32 (N,) vectors (:func:`fastrft.kernels.per_sample`)."""
+    eps, alpha = view_per_sample(eps, x_adv), view_per_sample(alpha, x_adv)
     xf, g = x.float(), grad.float()
     g_norm = view_per_sample(g.flatten(1).norm(dim=1), g)
     d = x_adv.float() + alpha * g / (g_norm + TINY) - xf
@@ -169,10 +157,9 @@ def l2_step_fp32(
     return (xf + d * torch.minimum(eps, d_norm) / (d_norm + TINY)).clamp(0.0, 1.0)
 
 
-def l2_step_reference(
-    x_adv: Tensor, grad: Tensor, x: Tensor, eps: float | Tensor, alpha: float | Tensor
-) -> Tensor:
-    """Plain torch, the formula literally in float32 (norms by torch, not by the expansion)."""
+def l2_step_reference(x_adv: Tensor, grad: Tensor, x: Tensor, eps: Tensor, alpha: Tensor) -> Tensor:
+    """Plain torch, the formula literally in float32 (norms by torch, not by the expansion);
+    eps, alpha: ready float32 (N,) vectors."""
     return l2_step_fp32(x_adv, grad, x, eps, alpha).to(x_adv.dtype)
 
 
@@ -188,7 +175,9 @@ def l2_step(
 ) -> Tensor:
     """One l_2 step from ``x_adv`` along ``grad / ||grad||``, projected onto the ball and the box.
 
-    ``eps`` and ``alpha`` are floats or per-sample tensors. ``out`` may be ``x_adv`` itself
-    (an in-place update); without it a new tensor in ``x_adv``'s layout is returned.
+    ``eps`` and ``alpha`` are floats or per-sample tensors; a ready float32 (N,) vector on
+    x_adv's device is used as it is (:func:`fastrft.kernels.per_sample`). ``out`` may be
+    ``x_adv`` itself (an in-place update); without it a new tensor in ``x_adv``'s layout is
+    returned.
     """
     return run_step(_l2_step_op, l2_step_reference, x_adv, grad, x, eps, alpha, out, backend)

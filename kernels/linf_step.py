@@ -10,13 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._utils import (
-    Backend,
-    flat_launch,
-    on_tensors_device,
-    run_step,
-    view_per_sample,
-)
+from .common import Backend, flat_launch, launcher_op, on_tensors_device, run_step, view_per_sample
 
 try:
     import triton
@@ -67,22 +61,14 @@ def linf_step_triton(
     _linf_step_kernel[grid](x_adv, grad, x, eps, alpha, out, m, BLOCK=block, num_warps=warps)
 
 
-@torch.library.custom_op("fastrft::linf_step", mutates_args=("out",))
-def _linf_step_op(
-    x_adv: Tensor, grad: Tensor, x: Tensor, eps: Tensor, alpha: Tensor, out: Tensor
-) -> None:
-    linf_step_triton(x_adv, grad, x, eps, alpha, out)
-
-
-@_linf_step_op.register_fake
-def _(x_adv, grad, x, eps, alpha, out) -> None:
-    return None
+_linf_step_op = launcher_op("linf_step", linf_step_triton, mutates=("out",))
 
 
 def linf_step_reference(
     x_adv: Tensor, grad: Tensor, x: Tensor, eps: Tensor, alpha: Tensor
 ) -> Tensor:
-    """Plain torch, the same float32 arithmetic as the kernel; eps, alpha: float32 (N,)."""
+    """Plain torch, the same float32 arithmetic as the kernel; eps, alpha: ready float32 (N,)
+    vectors (:func:`fastrft.kernels.per_sample`), not converted here."""
     eps, alpha = view_per_sample(eps, x), view_per_sample(alpha, x)
     xf = x.float()
     v = x_adv.float() + alpha * grad.float().sign()
@@ -102,7 +88,9 @@ def linf_step(
 ) -> Tensor:
     """One l_inf step from ``x_adv`` along ``sign(grad)``, projected onto the ball and the box.
 
-    ``eps`` and ``alpha`` are floats or per-sample tensors. ``out`` may be ``x_adv`` itself
-    (an in-place update); without it a new tensor in ``x_adv``'s layout is returned.
+    ``eps`` and ``alpha`` are floats or per-sample tensors; a ready float32 (N,) vector on
+    x_adv's device is used as it is (:func:`fastrft.kernels.per_sample`). ``out`` may be
+    ``x_adv`` itself (an in-place update); without it a new tensor in ``x_adv``'s layout is
+    returned.
     """
     return run_step(_linf_step_op, linf_step_reference, x_adv, grad, x, eps, alpha, out, backend)

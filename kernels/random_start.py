@@ -20,16 +20,17 @@ gives the same output for the same tensor shape, not across shapes or between la
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import Tensor
 
-from ._utils import (
+from .common import (
     Backend,
+    Norm,
     batch_major,
     check_batch,
+    check_norm,
     flat_launch,
+    launcher_op,
     on_tensors_device,
     per_sample,
     use_triton,
@@ -41,9 +42,6 @@ try:
     import triton.language as tl
 except ImportError:  # pragma: no cover
     triton = None
-
-Norm = Literal["linf", "l2"]
-NORMS = ("linf", "l2")
 
 # seeds drawn for seed=None: any int64 >= 0 is a valid Philox key
 _SEED_HIGH = 2**63 - 1
@@ -189,27 +187,21 @@ def random_start_triton(x: Tensor, eps: Tensor, seed: Tensor, out: Tensor, norm:
     )
 
 
-@torch.library.custom_op("fastrft::random_start", mutates_args=("out",))
-def _random_start_op(x: Tensor, eps: Tensor, seed: Tensor, out: Tensor, norm: str) -> None:
-    random_start_triton(x, eps, seed, out, norm)
-
-
-@_random_start_op.register_fake
-def _(x, eps, seed, out, norm) -> None:
-    return None
+_random_start_op = launcher_op("random_start", random_start_triton, mutates=("out",))
 
 
 def random_start_reference(
     x: Tensor, eps: Tensor, norm: str = "linf", seed: int | Tensor | None = None
 ) -> Tensor:
-    """Plain torch, the same float32 formula as the kernels; eps: float32 (N,).
+    """Plain torch, the same float32 formula as the kernels; eps: a ready float32 (N,) vector
+    (:func:`fastrft.kernels.per_sample`).
 
     The noise comes from torch's generators, not Triton's Philox streams, so for the same seed
     the reference and the kernel draw different (equally distributed) points. ``seed=None``
     draws from torch's default generator of x's device; an int or a one-element tensor (read
     with ``.item()``, a host sync) seeds a private ``torch.Generator``.
     """
-    _check_norm(norm)
+    check_norm(norm)
     gen = None
     if seed is not None:
         gen = torch.Generator(device=x.device)
@@ -241,17 +233,17 @@ def random_start(
     """A point drawn uniformly from the ``norm`` ball of radius ``eps`` around ``x``, clamped to
     [0, 1].
 
-    ``eps`` is a float or a per-sample tensor. ``seed``: None draws a fresh seed tensor from
-    torch's default generator on x's device (so ``torch.manual_seed`` makes runs reproducible
-    and a captured CUDA graph draws new noise on each replay); an int or a one-element integer
-    tensor fixes the noise (an int is written into a device tensor by a fill, no host sync; for
-    graph capture prefer a tensor you update in place). The kernel and the torch reference draw
-    different points for the same seed. ``out`` may be ``x`` itself; without it a new tensor in
-    ``x``'s layout is returned.
+    ``eps`` is a float or a per-sample tensor (a ready float32 (N,) vector on x's device is
+    used as it is, :func:`fastrft.kernels.per_sample`). ``seed``: None draws a fresh seed
+    tensor from torch's default generator on x's device (so ``torch.manual_seed`` makes runs
+    reproducible and a captured CUDA graph draws new noise on each replay); an int or a
+    one-element integer tensor fixes the noise (an int is written into a device tensor by a
+    fill, no host sync; for graph capture prefer a tensor you update in place). The kernel and
+    the torch reference draw different points for the same seed. ``out`` may be ``x`` itself;
+    without it a new tensor in ``x``'s layout is returned.
     """
-    _check_norm(norm)
-    n = x.shape[0]
-    eps_v = per_sample(eps, n, x.device)
+    check_norm(norm)
+    eps_v = per_sample(eps, x.shape[0], x.device)
     if out is None:
         out = torch.empty_like(x)
     else:
@@ -272,11 +264,6 @@ def random_start(
         _random_start_op(xk, eps_v, seed_t, tmp, norm)
         out.copy_(tmp)
     return out
-
-
-def _check_norm(norm: str) -> None:
-    if norm not in NORMS:
-        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
 
 
 def _seed_tensor(seed: int | Tensor | None, device: torch.device) -> Tensor:

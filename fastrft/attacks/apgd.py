@@ -29,9 +29,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from fastrft.kernels._utils import Backend
-from fastrft.kernels.apgd_update import apgd_update_
-from fastrft.kernels.random_start import random_start as random_start_in_ball
+from fastrft.kernels import Backend, apgd_update_
+from fastrft.kernels import random_start as random_start_in_ball
 
 from .core import (
     ModelMode,

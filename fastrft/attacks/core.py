@@ -15,21 +15,23 @@ from typing import Literal, TypeVar
 import torch
 from torch import Tensor, nn
 
-from fastrft.kernels._utils import batch_major, per_sample
+from fastrft.kernels import NORMS, batch_major, per_sample
 
 from .losses import LOSSES, LossFn
 
 ModelMode = Literal["eval", "train", "keep"]
 AttackT = TypeVar("AttackT", bound=Callable[..., Tensor])
-NORMS = {"linf": "linf", "inf": "linf", "l2": "l2"}
+NORM_ALIASES = {"inf": "linf"}
 
 
 def canonical_norm(norm: str) -> str:
-    """ "linf" or "l2"; the spellings users bring from other libraries ("Linf", "L2") too."""
+    """One of the kernels' NORMS ("linf", "l2"), from the spellings users bring from other
+    libraries too ("Linf", "L2", "inf")."""
     key = str(norm).lower()
+    key = NORM_ALIASES.get(key, key)
     if key not in NORMS:
-        raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
-    return NORMS[key]
+        raise ValueError(f"norm must be {' or '.join(map(repr, NORMS))}, got {norm!r}")
+    return key
 
 
 def _capturing(x: Tensor) -> bool:
@@ -203,9 +205,10 @@ def prepare(
     validate: bool,
 ) -> tuple[str, Tensor, Tensor, Tensor]:
     """What every attack does first: (canonical norm, x detached and batch-major, y, eps as a
-    float32 per-sample vector), after the argument checks. A y made in inference mode is
-    copied: autograd saves the loss's targets for the backward pass, which inference tensors
-    refuse."""
+    float32 per-sample vector), after the argument checks. eps becomes that vector here, once
+    (:func:`fastrft.kernels.per_sample`; one the engine made already passes through), and the
+    kernels take it as it is. A y made in inference mode is copied: autograd saves the loss's
+    targets for the backward pass, which inference tensors refuse."""
     norm = canonical_norm(norm)
     check_inputs(
         x,

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from fastrft.kernels._utils import Backend, per_sample
-from fastrft.kernels.l2_step import l2_step
-from fastrft.kernels.linf_step import linf_step
-from fastrft.kernels.random_start import random_start as random_start_in_ball
+from fastrft.kernels import Backend, l2_step, linf_step, per_sample
+from fastrft.kernels import random_start as random_start_in_ball
 
 from .core import (
     ModelMode,

@@ -11,11 +11,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-import torch
 from torch import Tensor, nn
 
 from fastrft.attacks import apgd, fgsm, pgd
 from fastrft.config import AttackConfig
+from fastrft.kernels import per_sample
 from fastrft.objectives import Objective
 
 from .graphs import CapturedCall
@@ -51,7 +51,7 @@ class Attacker:
     def __call__(self, x: Tensor, target: Tensor, eps: float | Tensor) -> Tensor:
         """x_adv for the batch; with CUDA graphs, a static tensor valid until the next call.
         eps travels as a device tensor, so a new budget needs no new capture."""
-        budget = eps if torch.is_tensor(eps) else torch.full((x.shape[0],), eps, device=x.device)
+        budget = per_sample(eps, x.shape[0], x.device)
         if not self.speed.cuda_graphs:
             return self.run(x, target, budget)
         if self._graph is None or not self._graph.fits(x, target, budget):

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from fastrft.kernels import per_sample
 from fastrft.objectives import Objective
 from fastrft.optim import ends_group, group_size
 
@@ -116,7 +117,7 @@ class TrainStep:
         update = ends_group(step, steps, self.accumulate)
         attacked = self.objective.attacks and eps > 0
         if self.graphed:  # one micro-batch per group (fastrft.engine.capture.check_graph_step)
-            budget = torch.full((len(y),), eps, device=x.device)
+            budget = per_sample(eps, len(y), x.device)
             out = self._replay((x, y, budget) if attacked else (x, y))
         else:
             group = group_size(step, steps, self.accumulate)

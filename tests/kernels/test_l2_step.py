@@ -103,7 +103,8 @@ def test_cancelling_step_is_finite(device):
     g_norm = grad.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
     x_adv = x - alpha.view(-1, 1, 1, 1) * grad / g_norm
     got = l2_step(x_adv, grad, x, 0.25, alpha, backend="triton")
-    assert_close(got, l2_step_reference(x_adv, grad, x, 0.25, alpha), atol=ATOL, what="cancel")
+    eps = torch.full((2,), 0.25, device=device)  # the reference takes ready per-sample vectors
+    assert_close(got, l2_step_reference(x_adv, grad, x, eps, alpha), atol=ATOL, what="cancel")
 
 
 def test_several_blocks_are_deterministic(device):

@@ -1,4 +1,5 @@
-"""Helpers shared by the kernels: backend choice, per-sample scalars, layouts, launch sizes.
+"""What the kernels share, and what their callers use with them: backend choice, norm names,
+per-sample budgets, layouts, launch sizes, and the custom-op registration of each launcher.
 
 Every kernel works on the flat storage of batched tensors whose batch dimension is
 outermost in memory: contiguous NCHW and channels_last NHWC both qualify, so one
@@ -23,6 +24,8 @@ except ImportError:  # pragma: no cover - exercised only where triton is missing
 
 Backend = Literal["auto", "triton", "torch"]
 BACKENDS = ("auto", "triton", "torch")
+Norm = Literal["linf", "l2"]
+NORMS = ("linf", "l2")
 
 MAX_BLOCK = 4096
 
@@ -54,6 +57,13 @@ def use_triton(t: Tensor, backend: Backend) -> bool:
     return True
 
 
+def check_norm(norm: str) -> None:
+    """Raise unless ``norm`` is one the kernels implement (aliases are the attacks' business:
+    fastrft.attacks.core.canonical_norm)."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+
+
 Launcher = TypeVar("Launcher", bound=Callable[..., None])
 
 
@@ -73,16 +83,25 @@ def on_tensors_device(launch: Launcher) -> Launcher:
 
 
 def per_sample(value: float | Tensor, n: int, device: torch.device) -> Tensor:
-    """A float or a tensor of n values (any shape) as a contiguous float32 vector of length n."""
-    if isinstance(value, Tensor):
-        if value.numel() == 1:
-            return value.reshape(1).to(device=device, dtype=torch.float32).expand(n).contiguous()
-        if value.numel() != n:
-            raise ValueError(
-                f"expected a scalar or {n} per-sample values, got shape {tuple(value.shape)}"
-            )
-        return value.reshape(n).to(device=device, dtype=torch.float32).contiguous()
-    return torch.full((n,), float(value), dtype=torch.float32, device=device)
+    """A budget or step size as the contiguous float32 vector of n values the kernels read:
+    the one place a float (or a one-value tensor) becomes per-sample.
+
+    A vector that is already that, on ``device``, comes back as itself: callers convert once
+    (fastrft.attacks.core.prepare, or the engine before a CUDA graph) and every later call on
+    the way to a kernel is a shape check. A tensor of n values in another shape, dtype or on
+    another device is reshaped and copied; any other size is a ValueError.
+    """
+    if not isinstance(value, Tensor):
+        return torch.full((n,), float(value), dtype=torch.float32, device=device)
+    if value.shape == (n,) and value.dtype == torch.float32 and value.device == device:
+        return value if value.is_contiguous() else value.contiguous()
+    if value.numel() == 1:
+        return value.reshape(1).to(device=device, dtype=torch.float32).expand(n).contiguous()
+    if value.numel() != n:
+        raise ValueError(
+            f"expected a scalar or {n} per-sample values, got shape {tuple(value.shape)}"
+        )
+    return value.reshape(n).to(device=device, dtype=torch.float32).contiguous()
 
 
 def view_per_sample(v: Tensor, like: Tensor) -> Tensor:
@@ -167,6 +186,16 @@ def check_kernel_layout(x_adv: Tensor, **written: Tensor) -> None:
             )
 
 
+def launcher_op(name: str, launch: Launcher, mutates: tuple[str, ...]) -> Launcher:
+    """``launch`` registered as the torch custom op ``fastrft::<name>``, so that torch.compile
+    (fullgraph) treats the Triton launch as one opaque call writing ``mutates`` in place. The
+    schema comes from the launcher's type hints; the fake does nothing, since every launcher
+    returns None and allocates nothing its caller sees."""
+    op = torch.library.custom_op(f"fastrft::{name}", launch, mutates_args=mutates)
+    op.register_fake(lambda *args, **kwargs: None)
+    return op  # type: ignore[return-value]
+
+
 def run_step(
     op: Callable[..., None],
     reference: Callable[..., Tensor],
@@ -178,8 +207,8 @@ def run_step(
     out: Tensor | None,
     backend: Backend,
 ) -> Tensor:
-    """The public wrapper of a step kernel: checks, per-sample scalars, layouts, then the
-    kernel's custom op on the GPU or the torch reference elsewhere."""
+    """The public wrapper of a step kernel: checks, per-sample scalars (see :func:`per_sample`),
+    layouts, then the kernel's custom op on the GPU or the torch reference elsewhere."""
     check_batch("grad", grad, x_adv)
     check_batch("x", x, x_adv)
     if out is None:
