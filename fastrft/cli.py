@@ -20,9 +20,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from fastrft.data.layouts import DATASETS
+from fastrft.budgets import fraction_arg
+from fastrft.datasets import DATASETS
+from fastrft.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED
 
-EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 RESUMES = "interrupted: rerun the same command to resume from the last checkpoint"
 # what an interruption leaves, for the commands that cannot resume
 INTERRUPTED = {"eval": "interrupted: nothing was written (a rerun evaluates from the start)"}
@@ -34,19 +35,6 @@ DELEGATED = {
     "report": ("fastrft.report.cli", "tables, statistics and plots from run directories"),
     "demo": ("fastrft.demo_options", "the offline robust fine-tuning demo"),
 }
-
-
-def fraction_arg(text: str) -> float:
-    """argparse type for budgets: a number or a fraction such as 8/255."""
-    from fastrft.config import FRACTION
-
-    match = FRACTION.match(text)
-    try:
-        return float(match.group(1)) / float(match.group(2)) if match else float(text)
-    except (ValueError, ZeroDivisionError) as err:
-        raise argparse.ArgumentTypeError(
-            f"expected a number or a fraction such as 8/255, got {text!r}"
-        ) from err
 
 
 def version() -> str:
@@ -285,10 +273,9 @@ def _train(args: argparse.Namespace) -> None:
 def _eval(args: argparse.Namespace) -> None:
     from rich.console import Console
 
+    from fastrft.engine.evaluation import evaluate_checkpoint
     from fastrft.engine.log import counted
-    from fastrft.evaluate import evaluate_checkpoint
-    from fastrft.paths import check_out_file
-    from fastrft.sweep.rundir import write_json_atomic
+    from fastrft.paths import check_out_file, write_json_atomic
 
     path = Path(args.checkpoint)
     if not path.exists():

@@ -13,7 +13,6 @@ from __future__ import annotations
 import difflib
 import functools
 import itertools
-import re
 import sys
 import typing
 from collections.abc import Collection, Sequence
@@ -25,8 +24,14 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from fastrft.budgets import GRID_INTERVALS, LINF_GRID_STEP, default_grid_step, whole_steps
-from fastrft.data.layouts import DATASETS
+from fastrft.budgets import (
+    FRACTION,
+    GRID_INTERVALS,
+    LINF_GRID_STEP,
+    default_grid_step,
+    whole_steps,
+)
+from fastrft.datasets import DATASETS
 from fastrft.schedules import SCHEDULES, make_schedule
 
 
@@ -454,9 +459,6 @@ def _nearest(value: float, step: float) -> str:
     point = max(round(value / step), 1) * step
     in_255ths = whole_steps(point, LINF_GRID_STEP)
     return f"{in_255ths}/255" if in_255ths is not None else f"{point:.6g}"
-
-
-FRACTION = re.compile(r"^\s*(-?\d+(?:\.\d*)?)\s*/\s*(\d+(?:\.\d*)?)\s*$")
 
 
 def _float_fields(cls: type) -> dict[str, Any]:

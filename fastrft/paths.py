@@ -1,11 +1,13 @@
 """Where a command will write, checked before it computes anything: a run, a sweep or an
 evaluation that works for minutes and then cannot write its numbers loses them. The checks
-create nothing."""
+create nothing. And JSON written whole: a reader never sees half a file."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 
 def check_out_dir(folder: Path, what: str) -> None:
@@ -34,3 +36,9 @@ def check_out_file(path: Path, what: str) -> None:
             f"{what}: the folder {path.parent} does not exist: create it, or choose another {what}"
         )
     check_out_dir(path.parent, what)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fastrft.cli import fraction_arg
+from fastrft.budgets import fraction_arg
 
 from .presets import PRESETS
 

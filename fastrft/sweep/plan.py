@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from fastrft import locks
-from fastrft.cli import EXIT_BAD_INPUT
-from fastrft.paths import check_out_dir
+from fastrft.errors import EXIT_BAD_INPUT
+from fastrft.paths import check_out_dir, write_json_atomic
+from fastrft.results import read_results
 
 from .ledger import Ledger
-from .rundir import MARKER, read_marker, read_results, summary, write_json_atomic
+from .rundir import MARKER, read_marker, summary
 from .spec import Run, SweepSpec
 
 

@@ -1,10 +1,9 @@
-"""A run directory as a sweep sees it: the marker saying which sweep owns it, the results
-the trainer left, and the log of its attempts."""
+"""A run directory as a sweep sees it: the marker saying which sweep owns it, the summary of
+the results the trainer left (fastrft.results reads them), and the log of its attempts."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,35 +13,12 @@ LOG_HEADER = "=== "  # starts the line the sweep writes before each attempt
 SUMMARY_KEYS = ("clean_acc", "adv_acc", "expected_robustness", "eps", "delay_time")
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
 def read_marker(folder: Path) -> dict[str, Any] | None:
     try:
         marker = json.loads((folder / MARKER).read_text())
     except (OSError, ValueError):
         return None
     return marker if isinstance(marker, dict) else None
-
-
-def load_results(run_dir: Path) -> dict[str, Any]:
-    """The run's results.json: FileNotFoundError while the run has not finished, another
-    OSError or a ValueError when the file is there but unusable (cut mid-write, edited)."""
-    results = json.loads((run_dir / "results.json").read_text())
-    if not isinstance(results, dict) or "clean_acc" not in results:
-        raise ValueError("it holds no clean_acc")
-    return results
-
-
-def read_results(run_dir: Path) -> dict[str, Any] | None:
-    """The run's results.json, or None while it has not finished (or was cut mid-write)."""
-    try:
-        return load_results(run_dir)
-    except (OSError, ValueError):
-        return None
 
 
 def summary(results: dict[str, Any]) -> dict[str, Any]:
