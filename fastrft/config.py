@@ -548,6 +548,16 @@ def _read_config_file(path: str | Path) -> dict[str, Any]:
     return raw
 
 
+# the YAML files shipped in the repository's configs/ (fastrft is installed from a clone)
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def shipped_settings(name: str) -> dict[str, Any]:
+    """A settings file of configs/ (demo.yaml: the demo's overrides and methods), read as a
+    config file is."""
+    return _read_yaml(CONFIGS / name)
+
+
 def read_run_config(run_dir: str | Path) -> dict[str, Any] | None:
     """The config.yaml a run left in ``run_dir``, or None where there is none; one cut short
     by a crash or garbled by an edit is refused, naming the file."""
