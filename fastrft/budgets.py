@@ -1,10 +1,13 @@
 """Evaluation budgets in plain Python (no torch, so the config can check them at load time):
-the paper's grid of budgets and the default step of a threat model's grid."""
+the paper's grid of budgets, the default step of a threat model's grid, and how a budget is
+written (a number or a fraction such as 8/255)."""
 
 from __future__ import annotations
 
+import argparse
 import math
 import numbers
+import re
 from fractions import Fraction
 
 # eps_grid's steps as fractions with small denominators (1/255 -> Fraction(1, 255))
@@ -12,6 +15,7 @@ MAX_DENOMINATOR = 10**6
 LINF_GRID_STEP = 1 / 255  # the paper's
 # a budget with no customary unit (l_2, or 0.03 in l_inf): 8 intervals up to it, as 8/255 has
 GRID_INTERVALS = 8
+FRACTION = re.compile(r"^\s*(-?\d+(?:\.\d*)?)\s*/\s*(\d+(?:\.\d*)?)\s*$")
 
 
 def whole_steps(value: float, step: float) -> int | None:
@@ -53,3 +57,14 @@ def eps_grid(eps_max: float = 8 / 255, step: float = 1 / 255) -> list[float]:
     if not math.isclose(float(unit), step, rel_tol=1e-12):
         unit = Fraction(step)  # no small denominator: exact binary multiples, rounded once
     return [float(k * unit) for k in range(n + 1)]
+
+
+def fraction_arg(text: str) -> float:
+    """argparse type for budgets: a number or a fraction such as 8/255."""
+    match = FRACTION.match(text)
+    try:
+        return float(match.group(1)) / float(match.group(2)) if match else float(text)
+    except (ValueError, ZeroDivisionError) as err:
+        raise argparse.ArgumentTypeError(
+            f"expected a number or a fraction such as 8/255, got {text!r}"
+        ) from err

@@ -20,9 +20,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from fastrft.data.layouts import DATASETS
+from fastrft.budgets import fraction_arg
+from fastrft.datasets import DATASETS
+from fastrft.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED
 
-EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 RESUMES = "interrupted: rerun the same command to resume from the last checkpoint"
 # what an interruption leaves: only runs (train, the sweep's and the demo's) can resume
 INTERRUPTED = {
@@ -42,19 +43,6 @@ DELEGATED = {
     "report": ("fastrft.report.cli", "tables, statistics and plots from run directories"),
     "demo": ("fastrft.demo_options", "the offline robust fine-tuning demo"),
 }
-
-
-def fraction_arg(text: str) -> float:
-    """argparse type for budgets: a number or a fraction such as 8/255."""
-    from fastrft.config import FRACTION
-
-    match = FRACTION.match(text)
-    try:
-        return float(match.group(1)) / float(match.group(2)) if match else float(text)
-    except (ValueError, ZeroDivisionError) as err:
-        raise argparse.ArgumentTypeError(
-            f"expected a number or a fraction such as 8/255, got {text!r}"
-        ) from err
 
 
 def version() -> str:
@@ -294,8 +282,8 @@ def _eval(args: argparse.Namespace) -> None:
     from rich.console import Console
 
     from fastrft.atomic import write_json
+    from fastrft.engine.evaluation import evaluate_checkpoint
     from fastrft.engine.log import counted
-    from fastrft.evaluate import evaluate_checkpoint
     from fastrft.paths import check_out_file
 
     path = Path(args.checkpoint)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import difflib
 import functools
 import itertools
-import re
 import sys
 import typing
 from collections.abc import Collection, Sequence
@@ -26,8 +25,14 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from fastrft.atomic import write_text
-from fastrft.budgets import GRID_INTERVALS, LINF_GRID_STEP, default_grid_step, whole_steps
-from fastrft.data.layouts import DATASETS
+from fastrft.budgets import (
+    FRACTION,
+    GRID_INTERVALS,
+    LINF_GRID_STEP,
+    default_grid_step,
+    whole_steps,
+)
+from fastrft.datasets import DATASETS
 from fastrft.schedules import SCHEDULES, make_schedule
 
 
@@ -465,9 +470,6 @@ def _nearest(value: float, step: float) -> str:
     return f"{in_255ths}/255" if in_255ths is not None else f"{point:.6g}"
 
 
-FRACTION = re.compile(r"^\s*(-?\d+(?:\.\d*)?)\s*/\s*(\d+(?:\.\d*)?)\s*$")
-
-
 def _float_fields(cls: type) -> dict[str, Any]:
     """{field: float marker or nested dataclass} for the float-typed fields of a config class."""
     hints = typing.get_type_hints(cls)
@@ -559,6 +561,16 @@ def _read_config_file(path: str | Path) -> dict[str, Any]:
     if not raw:
         warn(f"config file {str(path)!r} is empty: it sets nothing, the defaults are used")
     return raw
+
+
+# the YAML files shipped in the repository's configs/ (fastrft is installed from a clone)
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def shipped_settings(name: str) -> dict[str, Any]:
+    """A settings file of configs/ (demo.yaml: the demo's overrides and methods), read as a
+    config file is."""
+    return _read_yaml(CONFIGS / name)
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any] | None:

@@ -3,6 +3,9 @@
 
 import re
 
+# the exit codes of `fastrft`: a sweep reads a run's to tell bad input from a crash
+EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+
 
 class MissingDependency(ImportError):
     """An optional package a feature needs is not installed; the message says how to install

@@ -29,11 +29,9 @@ import itertools
 import math
 import numbers
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-import yaml
 from torch import Tensor, nn
 
 from fastrft.attacks import apgd, attack_mode, pgd
@@ -49,7 +47,6 @@ __all__ = [
     "clean_accuracy",
     "delay_time",
     "eps_grid",
-    "evaluate_checkpoint",
     "expected_robustness",
     "paper_metrics",
     "precision_context",
@@ -62,8 +59,6 @@ Batches = Iterable[tuple[Tensor, Tensor]]
 OnProgress = Callable[[int, int | None], None]
 AttackName = Literal["apgd", "pgd"]
 Precision = Literal["fp32", "bf16"]
-# how the files torch.save writes begin: a zip archive, or (before torch 1.6) a pickle
-ZIP_MAGIC, PICKLE_MAGIC = b"PK\x03\x04", b"\x80"
 # pgd's default step, alpha = 2.5 * eps / steps, follows each copy's own budget
 ATTACKS = {"apgd": apgd, "pgd": pgd}
 
@@ -372,79 +367,3 @@ def paper_metrics(
         **how,
         "num_samples": batches.num_samples,
     }
-
-
-def evaluate_checkpoint(
-    path: str | Path,
-    *,
-    eps_max: float | None = None,
-    grid_step: float | None = None,
-    attack: str | None = None,
-    steps: int | None = None,
-    precision: Precision | None = None,
-    overrides: Sequence[str] = (),
-    progress: OnProgress | None = None,
-) -> dict[str, Any]:
-    """The paper's evaluation of a saved run on its validation split, as its training ended
-    (:func:`paper_metrics`). ``path`` is a checkpoint file, or a run directory whose newest
-    readable checkpoint is read as a resume reads it (``prev.pt`` when ``last.pt`` is
-    unreadable, with a warning). The run's eval.* settings and seed, with the model in the run's
-    memory layout, unless given here. ``attack`` "autoattack" runs AutoAttack once per budget.
-    ``overrides`` are config keys (e.g. data.root=PATH, device=cpu) applied over the run's
-    saved config, and are checked as at training. ``progress`` as for :func:`paper_metrics`."""
-    from fastrft.config import load_config
-    from fastrft.data import build_loaders
-    from fastrft.engine.devices import pick_device
-    from fastrft.engine.distributed import Dist
-    from fastrft.engine.speed import resolve_speed
-    from fastrft.models import build_model
-
-    autoattack = attack == "autoattack"
-    given = {
-        "eval.eps_max": eps_max,
-        "eval.grid_step": grid_step,
-        "eval.attack": None if autoattack else attack,
-        "eval.steps": steps,
-        "eval.precision": precision,
-    }
-    options = [f"{key}={value}" for key, value in given.items() if value is not None]
-    path, state = _read_checkpoint(Path(path))
-    cfg = load_config([], [*options, *overrides], base=yaml.safe_load(state["config"]))
-    device = pick_device(cfg.device, Dist())  # as training picks it, and checks it
-    channels_last = resolve_speed(cfg.speed, device).channels_last  # the trainer's layout
-    model = build_model(cfg.model.name, state["num_classes"], img_size=cfg.data.img_size)
-    model.load_state_dict(state["model"])
-    model.to(device).eval()
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    batches = build_loaders(cfg.data, device, seed=cfg.seed, channels_last=channels_last).val
-    return {"checkpoint": str(path), **paper_metrics(model, batches, cfg, autoattack, progress)}
-
-
-def _read_checkpoint(path: Path) -> tuple[Path, dict[str, Any]]:
-    """The checkpoint file ``path`` or, for a run directory, its newest readable one."""
-    from fastrft.engine.checkpoint import Checkpointer, load_checkpoint
-
-    if not path.is_dir():
-        _check_torch_file(path)
-        return path, load_checkpoint(path)
-    checkpointer = Checkpointer(path / "checkpoints")
-    state = checkpointer.load()
-    if state is None:
-        raise FileNotFoundError(f"no checkpoint in {checkpointer.folder}")
-    return checkpointer.loaded_from, state
-
-
-def _check_torch_file(path: Path) -> None:
-    """Refuse a file torch.save did not write (a config, weights in safetensors, ...) by what
-    eval takes, before torch names its own internal error for it."""
-    if not path.is_file():
-        return  # load_checkpoint says so
-    with open(path, "rb") as f:
-        head = f.read(len(ZIP_MAGIC))
-    # an empty file (a write cut short) is load_checkpoint's to name
-    if head and not head.startswith((ZIP_MAGIC, PICKLE_MAGIC)):
-        raise ValueError(
-            f"{path} is not a checkpoint (a file written by `fastrft train`): pass a run "
-            "directory, or a checkpoint in one, such as RUN_DIR/checkpoints/last.pt"
-        )

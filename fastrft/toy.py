@@ -1,12 +1,17 @@
-"""A tiny offline image task and network, for tests, examples and smoke benchmarks.
+"""Generated image tasks, offline: a tiny task and network for tests, examples and smoke
+benchmarks, and the stroke glyphs the demo pretrains its backbone on.
 
-Each class is a fixed random smooth pattern; samples are the pattern plus pixel noise.
-A small CNN learns it in seconds on a CPU, and like any standard-trained network it is
-not robust: small l_inf perturbations flip it.
+In the tiny task each class is a fixed random smooth pattern; samples are the pattern plus
+pixel noise. A small CNN learns it in seconds on a CPU, and like any standard-trained network
+it is not robust: small l_inf perturbations flip it.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -31,6 +36,46 @@ def toy_images(
     y = torch.randint(0, classes, (n,), generator=g)
     x = prototypes[y] + noise * torch.randn(n, channels, size, size, generator=g)
     return x.clamp(0, 1), y
+
+
+@dataclass(frozen=True)
+class Glyphs:
+    """The pretraining task: each class a fixed random set of line strokes, each image one
+    drawn with a random rotation, scale, shift, stroke width, ink level and pixel noise:
+    ink on black as in the digits, but other shapes."""
+
+    classes: int = 32
+    samples: int = 4000
+    strokes: int = 3
+    version: int = 1  # bump when the drawing changes, so cached backbones are redrawn
+
+
+def glyph_images(task: Glyphs, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``task.samples`` images, uint8 (N, 3, size, size) grey in 3 channels, and labels."""
+    g = torch.Generator().manual_seed(seed)
+    n, k = task.samples, task.strokes
+    prototypes = 0.15 + 0.7 * torch.rand(task.classes, k, 2, 2, generator=g)  # ends, xy
+    y = torch.randint(0, task.classes, (n,), generator=g)
+    ends = prototypes[y] + 0.04 * torch.randn(n, k, 2, 2, generator=g)
+    angle = (torch.rand(n, generator=g) - 0.5) * math.radians(30)
+    scale = 0.85 + 0.3 * torch.rand(n, generator=g)
+    shift = 0.1 * (2 * torch.rand(n, 2, generator=g) - 1)
+    cos, sin = angle.cos() * scale, angle.sin() * scale
+    affine = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+    ends = torch.einsum("nij,nsej->nsei", affine, ends - 0.5) + 0.5 + shift[:, None, None]
+    a, ab = ends[:, :, :1], ends[:, :, 1:] - ends[:, :, :1]  # (n, k, 1, 2)
+    centres = (torch.arange(size) + 0.5) / size
+    yy, xx = torch.meshgrid(centres, centres, indexing="ij")
+    q = torch.stack([xx, yy], -1).view(1, 1, size * size, 2)
+    # distance from each pixel centre to each stroke (a segment)
+    t = (((q - a) * ab).sum(-1) / ab.pow(2).sum(-1).clamp_min(1e-8)).clamp(0, 1)
+    dist = (q - a - t[..., None] * ab).norm(dim=-1)
+    half_width = 0.03 + 0.03 * torch.rand(n, 1, 1, generator=g)
+    ink = (1 - (dist - half_width) * size).clamp(0, 1).amax(1)  # edges one pixel soft
+    level = 0.6 + 0.4 * torch.rand(n, 1, generator=g)
+    x = (ink * level + 0.05 * torch.randn(n, size * size, generator=g)).clamp(0, 1)
+    x = (255 * x).round().to(torch.uint8).view(n, 1, size, size).expand(-1, 3, -1, -1)
+    return x.numpy(), y.numpy()
 
 
 class TinyCNN(nn.Module):

@@ -12,7 +12,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from fastrft import demo
+from fastrft import demo, toy
 from fastrft.cli import main as cli
 from fastrft.config import DataConfig, load_config
 from fastrft.data.sources import load_dataset
@@ -62,14 +62,14 @@ def test_digits_need_no_root_and_the_error_lists_the_sources():
 
 
 def test_glyphs_are_seeded_and_labelled():
-    task = demo.Glyphs(classes=5, samples=40)
-    x, y = demo.glyph_images(task, size=10, seed=1)
+    task = toy.Glyphs(classes=5, samples=40)
+    x, y = toy.glyph_images(task, size=10, seed=1)
     assert x.dtype == np.uint8 and x.shape == (40, 3, 10, 10)
     assert y.min() >= 0 and y.max() < 5
     assert x.max() > 128, "no strokes drawn"
-    x2, y2 = demo.glyph_images(task, size=10, seed=1)
+    x2, y2 = toy.glyph_images(task, size=10, seed=1)
     assert np.array_equal(x, x2) and np.array_equal(y, y2)
-    assert not np.array_equal(x, demo.glyph_images(task, size=10, seed=2)[0])
+    assert not np.array_equal(x, toy.glyph_images(task, size=10, seed=2)[0])
 
 
 @pytest.mark.parametrize(

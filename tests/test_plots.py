@@ -3,7 +3,7 @@
 import matplotlib
 import pytest
 
-from fastrft.plots import plot_accuracy_curves, plot_training_curves
+from fastrft.report.plots import plot_accuracy_curves, plot_training_curves
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

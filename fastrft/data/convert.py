@@ -199,7 +199,7 @@ def convert(
 
     src: a .npz file, a CIFAR python-batch folder or an ImageFolder root (see the module
     docstring); ``source="auto"`` tells them apart. Or the root of a dataset named in
-    fastrft.data.layouts.DATASETS, with ``source=`` its name. out: a path stem (a trailing
+    fastrft.datasets.DATASETS, with ``source=`` its name. out: a path stem (a trailing
     ".beton" is dropped). The source's own train/val split is kept, in its order; without
     one, a seeded ``val_fraction`` split (the same draw as fastrft.data.sources), each part
     in source order.

@@ -3,11 +3,12 @@
     train, val, classes = dataset_files("cub", "data/CUB_200_2011")
     # train/val: [(image path, label)], labels 0..len(classes)-1; classes: names by label
 
-``DATASETS`` maps each supported name to a description of the layout it expects (used in the
-docs and in the ValueError raised when a root does not match). fastrft.data.convert accepts
-these names as ``source=``. A dataset without an official split returns an empty val list;
-the converter then draws its seeded ``val_fraction`` split. Stanford Cars and Dogs ship their
-annotations as MATLAB .mat files, read with ``scipy.io.loadmat``.
+``fastrft.datasets.DATASETS`` maps each supported name to a description of the layout it
+expects (used in the docs and in the ValueError raised when a root does not match).
+fastrft.data.convert accepts these names as ``source=``. A dataset without an official split
+returns an empty val list; the converter then draws its seeded ``val_fraction`` split.
+Stanford Cars and Dogs ship their annotations as MATLAB .mat files, read with
+``scipy.io.loadmat``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # numpy is imported on use: `fastrft --help` imports this module
+from fastrft.datasets import DATASETS
+
+if TYPE_CHECKING:  # numpy is imported on use, by the readers that need it
     import numpy as np
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -24,45 +27,6 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 Files = list[tuple[Path, int]]
 """(image path, label) pairs, in the dataset's own order."""
-
-DATASETS: dict[str, str] = {
-    "cub": (
-        "CUB-200-2011: ROOT/images.txt ('<id> <relpath>'), ROOT/image_class_labels.txt "
-        "('<id> <class id>'), ROOT/train_test_split.txt ('<id> <1=train|0=test>'), "
-        "ROOT/classes.txt ('<class id> <name>'), images under ROOT/images/<relpath>; "
-        "the test split is val"
-    ),
-    "aircraft": (
-        "FGVC-Aircraft (variant level, 100 classes): ROOT/data/variants.txt (one name per line), "
-        "ROOT/data/images_variant_trainval.txt and ROOT/data/images_variant_test.txt "
-        "('<id> <variant name>'), images ROOT/data/images/<id>.jpg; trainval is train, "
-        "test is val"
-    ),
-    "caltech256": (
-        "Caltech-256: ROOT/256_ObjectCategories/<NNN.name>/*.jpg (257 folders with "
-        "257.clutter); no official split: everything is train and the converter draws a "
-        "seeded val_fraction split"
-    ),
-    "imagenette": (
-        "Imagenette: ROOT/train/<wnid>/*.JPEG and ROOT/val/<wnid>/*.JPEG (an ImageFolder with "
-        "its own split); class names are the wnids"
-    ),
-    "cars": (
-        "Stanford Cars (196 classes), as its authors ship it: ROOT/cars_train/*.jpg, "
-        "ROOT/cars_test/*.jpg, ROOT/devkit/cars_meta.mat (class_names), "
-        "ROOT/devkit/cars_train_annos.mat and the test labels "
-        "cars_test_annos_withlabels.mat in ROOT or ROOT/devkit (struct 'annotations' with "
-        "fields fname and class, 1-based; the devkit's cars_test_annos.mat has no labels); "
-        "test is val. An ImageFolder re-packaging is read by --source imagefolder "
-        "(ROOT/train/<class>/ and ROOT/test/<class>/ or ROOT/val/<class>/)"
-    ),
-    "dogs": (
-        "Stanford Dogs (120 classes): ROOT/Images/<wnid-breed>/*.jpg, "
-        "ROOT/lists/train_list.mat and ROOT/lists/test_list.mat (or both in ROOT) with "
-        "file_list (paths under Images/) and labels (1-based); class names are the "
-        "<wnid-breed> folders; test is val"
-    ),
-}
 
 
 def _fail(name: str, root: Path, problem: str) -> ValueError:
@@ -339,4 +303,4 @@ def dataset_files(name: str, root: str | Path) -> tuple[Files, Files, list[str]]
     return _READERS[name](root)
 
 
-__all__ = ["DATASETS", "Files", "dataset_files"]
+__all__ = ["Files", "dataset_files"]

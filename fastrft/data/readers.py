@@ -8,7 +8,7 @@ cifar        a CIFAR-10 (data_batch_1..5 + test_batch) or CIFAR-100 (train + tes
 npz          x_train/y_train/x_val/y_val, or images/labels (no split of its own); uint8 NHWC
              or NCHW
 cub, aircraft, caltech256, imagenette, cars, dogs
-             a named dataset in its authors' layout (fastrft.data.layouts.DATASETS)
+             a named dataset in its authors' layout (fastrft.datasets.DATASETS)
 
 Both the FFCV converter (fastrft.data.convert) and the in-memory sources
 (fastrft.data.sources) read through these, so a dataset means the same thing to both.
@@ -25,7 +25,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from fastrft.data.layouts import DATASETS, IMAGE_SUFFIXES, dataset_files
+from fastrft.data.layouts import IMAGE_SUFFIXES, dataset_files
+from fastrft.datasets import DATASETS
 
 SourceName = Literal[
     "auto",

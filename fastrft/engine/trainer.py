@@ -7,50 +7,37 @@ checkpoint.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-import yaml
 from rich.console import Console
-from torch import Tensor, nn
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from fastrft import locks
-from fastrft.atomic import write_json
-from fastrft.attacks import apgd, pgd
-from fastrft.config import ConfigError, RunConfig, read_run_config, save_config, to_yaml
+from fastrft.config import RunConfig, to_yaml
 from fastrft.data import build_loaders
 from fastrft.errors import TrainingDiverged
-from fastrft.evaluate import delay_time, paper_metrics, precision_context, seeded
 from fastrft.models import build_model
 from fastrft.objectives import make_objective
 from fastrft.optim import run_optimizer
-from fastrft.paths import check_out_dir
 from fastrft.schedules import make_schedule
-from fastrft.sweep.rundir import read_results
 
 from .attacker import Attacker
 from .capture import check_graph_step, refused
-from .checkpoint import Checkpointer, rng_state, set_rng_state
+from .checkpoint import rng_state, set_rng_state
 from .devices import pick_device
 from .distributed import all_reduce_sum, close_distributed, init_distributed
+from .evaluation import final_results, validate
 from .graphs import CaptureFailed
-from .log import MetricsLog, counted, progress_bar
+from .log import counted, progress_bar
+from .rundir import RunDir
 from .speed import resolve_speed
 from .step import TrainStep
 
 CHECK_EVERY = 20  # steps between host syncs (progress, the finite-loss check)
-EPOCHS_FIXED = (
-    " (a run cannot resume under another epoch count: the eps schedule and the learning-rate"
-    " plan are laid out over its epochs)"
-)
 
 
 class Trainer:
@@ -61,11 +48,7 @@ class Trainer:
         self.speed = resolve_speed(cfg.speed, self.device)
         self.console = console or Console(stderr=True, soft_wrap=True)
         self.show_progress = progress and self.dist.main
-        self.run_dir = Path(cfg.out_dir)
-        # refused before the data and the model, minutes of work, are built
-        if self.dist.main:
-            check_out_dir(self.run_dir, "out_dir")
-        self._saved_config = read_run_config(self.run_dir)  # None: no config.yaml yet
+        self.run_dir = RunDir(cfg, self.dist.main, self.console)  # checks out_dir: before the data
         torch.manual_seed(cfg.seed + self.dist.rank)
 
         loaders = build_loaders(
@@ -133,9 +116,7 @@ class Trainer:
             accumulate=o.accumulate,
         )
         self.scaler = self.train_step.scaler
-        self.checkpointer = Checkpointer(self.run_dir / "checkpoints", warn=self._warn)
         self.history: list[dict[str, Any]] = []
-        self.log: MetricsLog | None = None  # opened once the directory is known to hold this run
 
     # -- the run -------------------------------------------------------------------------
 
@@ -144,24 +125,18 @@ class Trainer:
 
         ``on_epoch`` gets each epoch's record once it is checkpointed (a Ray Tune trial reports
         it; raising there stops the run)."""
-        lock = None
         try:
-            # held while fit() runs: two runs in one directory would interleave logs and
-            # checkpoints; taken before anything is written there
-            lock = self._lock_run_dir() if self.dist.main else None
-            if lock is not None:
-                self.checkpointer.remove_leftovers()
+            self.run_dir.lock()
             start = self._resume()
-            finished = self._finished_results() if start == self.cfg.epochs else None
+            finished = self.run_dir.finished_results() if start == self.cfg.epochs else None
             if finished is not None:
                 return finished
             for epoch in range(start, self.cfg.epochs):
                 record = self._train_epoch(epoch)
-                record.update(self._validate())
+                record.update(validate(self.net, self.val_loader, self.cfg, self.device))
                 self.schedule.observe(epoch, record["val_clean_acc"])
                 self.history.append(record)
-                if self.log is not None:
-                    self.log.write(record)
+                self.run_dir.log_epoch(record)
                 self._save(epoch)
                 if self.dist.main:
                     self.console.print(_summary(record, self.cfg.attack.eps))
@@ -171,49 +146,14 @@ class Trainer:
         except CaptureFailed as e:
             raise refused(e) from e
         finally:
-            if self.log is not None:
-                self.log.close()
-            if lock is not None:
-                os.close(lock)
+            self.run_dir.close()
             close_distributed(self.dist)
 
-    def _finished_results(self) -> dict[str, Any] | None:
-        """The results.json of a run whose every epoch is trained, or None where its final
-        evaluation has still to run (a run stopped during it)."""
-        path = self.run_dir / "results.json"
-        results = read_results(self.run_dir)
-        if results is not None and self.dist.main:
-            self.console.print(
-                f"{self.run_dir} is finished (all {self.cfg.epochs} epochs): its results are in "
-                f"{path}; to evaluate it again, run `fastrft eval {self.run_dir}`",
-                markup=False,
-                highlight=False,
-            )
-        return results
-
-    def _lock_run_dir(self) -> int:
-        try:
-            return locks.acquire(self.run_dir, f"out_dir: {self.run_dir} is in use by another run")
-        except ValueError as err:
-            raise ConfigError(str(err)) from err
-
     def _resume(self) -> int:
-        saved = self.run_dir / "config.yaml"
-        state = self.checkpointer.load()
-        # what the run was trained under: its checkpoint's own config (config.yaml may be gone
-        # or edited), or config.yaml for a run stopped before its first checkpoint
-        ran = yaml.safe_load(state["config"]) if state is not None else self._saved_config
-        if ran is not None:
-            self._check_same_run(ran)
-        if self.dist.main:
-            # fit()'s lock has made it; a caller resuming without fit() (a tool, a test) not
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            if not saved.exists() or saved.read_text() != to_yaml(self.cfg):
-                save_config(self.cfg, saved)
-            self.log = MetricsLog(self.run_dir)
+        """The first epoch to train: 0, or the one after the run directory's checkpoint, whose
+        state is then loaded."""
+        state = self.run_dir.open()
         if state is None:
-            if self.log is not None:  # records of a run stopped before its first checkpoint
-                self.log.truncate_after(-1)
             return 0
         self.model.load_state_dict(state["model"])
         self.train_step.load_optimizer(state["optimizer"], state["lr_schedule"])
@@ -221,30 +161,9 @@ class Trainer:
         self.schedule.load_state_dict(state["schedule"])
         set_rng_state(state["rng"][min(self.dist.rank, len(state["rng"]) - 1)])
         self.history = list(state["history"])
-        if self.log is not None:
-            self.log.truncate_after(state["epoch"])
         if self.dist.main and state["epoch"] + 1 < self.cfg.epochs:
-            self.console.print(f"resuming {self.run_dir} after epoch {state['epoch']}")
+            self.console.print(f"resuming {self.run_dir.path} after epoch {state['epoch']}")
         return state["epoch"] + 1
-
-    def _warn(self, message: str) -> None:
-        if self.dist.main:
-            self.console.print(message, markup=False, highlight=False)
-
-    def _check_same_run(self, ran: dict[str, Any]) -> None:
-        """``ran``, the config the run directory's run was trained under, must be this one;
-        only the speed levers, which change how fast a run goes and not what it computes, may
-        differ (a run may go on where a lever cannot: another machine, or a capture torch
-        refused)."""
-        now = yaml.safe_load(to_yaml(self.cfg))
-        differ = _differences({**ran, "speed": None}, {**now, "speed": None})
-        if differ:
-            raise ConfigError(
-                f"out_dir: {self.run_dir} holds a run with another config ({'; '.join(differ)})"
-                ": use a new out_dir, or the same config (and overrides) to resume it"
-            )
-        if ran.get("speed") != now["speed"] and self.dist.main:
-            self.console.print(f"resuming with other speed settings: {now['speed']}")
 
     def _save(self, epoch: int) -> None:
         rngs = [rng_state()]
@@ -253,7 +172,7 @@ class Trainer:
             torch.distributed.all_gather_object(rngs, rng_state())
         if not self.dist.main:
             return
-        self.checkpointer.save(
+        self.run_dir.checkpointer.save(
             {
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
@@ -328,92 +247,23 @@ class Trainer:
         raise TrainingDiverged(
             f"the training loss became non-finite at epoch {epoch}, step {step} "
             f"(eps {eps * 255:.2f}/255). Last good checkpoint: {kept}, in "
-            f"{self.checkpointer.folder}. Lower optim.lr, or check the data."
+            f"{self.run_dir.checkpointer.folder}. Lower optim.lr, or check the data."
         )
-
-    # -- evaluation ----------------------------------------------------------------------
-
-    def _eval_attack(self, eps: float) -> Callable[[Tensor, Tensor], Tensor]:
-        e = self.cfg.eval
-        fn = apgd if e.attack == "apgd" else pgd
-        return lambda x, y: fn(
-            self.net, x, y, eps, steps=e.steps, norm=self.cfg.attack.norm, validate=False
-        )
-
-    @torch.no_grad()
-    def _loss_acc(
-        self, attack: Callable[[Tensor, Tensor], Tensor] | None = None, limit: int | None = None
-    ) -> tuple[float, float]:
-        """Validation loss and accuracy in eval.precision; under ``attack``, the loss at the
-        attack's points and the share correct there and on the clean image (AutoAttack's
-        rule: a point near x the model gets right does not make up for x)."""
-        was_training = self.net.training
-        self.net.eval()
-        sums, seen = torch.zeros(2, device=self.device), 0  # loss, correct: read once, at the end
-        with precision_context(self.cfg.eval.precision, self.device):
-            for x, y in self.val_loader:
-                if limit is not None and seen >= limit:
-                    break
-                correct = torch.ones_like(y, dtype=torch.bool)
-                if attack is not None:
-                    correct = self.net(x).argmax(1) == y
-                    with torch.enable_grad():
-                        x = attack(x, y)
-                logits = self.net(x).float()
-                correct &= logits.argmax(1) == y
-                sums += torch.stack(
-                    [F.cross_entropy(logits, y, reduction="sum"), correct.sum().float()]
-                )
-                seen += len(y)
-        self.net.train(was_training)
-        loss, correct = sums.tolist()
-        return loss / seen, correct / seen
-
-    def _validate(self) -> dict[str, float]:
-        out = {}
-        out["val_clean_loss"], out["val_clean_acc"] = self._loss_acc()
-        if self.cfg.eval.adv_samples > 0 and self.cfg.attack.eps > 0:
-            # the same random starts every epoch, outside the training stream
-            with seeded(self.cfg.seed, self.device):
-                out["val_adv_loss"], out["val_adv_acc"] = self._loss_acc(
-                    self._eval_attack(self.cfg.attack.eps), limit=self.cfg.eval.adv_samples
-                )
-        return out
 
     def _final_evaluation(self) -> dict[str, Any]:
-        """The paper's numbers (clean, robust at eps_g, the accuracy-vs-eps curve, E.adv) as
-        `fastrft eval` computes them: on the bare model (not compiled), in eval.precision,
-        seeded with the run's seed."""
+        """results.json, written once every epoch is trained (fastrft.engine.evaluation)."""
         with counted(self.console, self.show_progress, "final evaluation, batches") as progress:
-            metrics = paper_metrics(self.model, self.val_loader, self.cfg, progress=progress)
-        results = {
-            **metrics,
-            "delay_time": delay_time([r["val_clean_acc"] for r in self.history]),
-            "epochs": self.cfg.epochs,
-            "schedule": self.schedule.describe(),
-            "speed": self.speed.describe(),
-        }
-        if self.dist.main:
-            write_json(self.run_dir / "results.json", results)
-            self.console.print(
-                f"clean {results['clean_acc']:.2%}  adv {results['adv_acc']:.2%}"
-                f"  E.adv {results['expected_robustness']:.2%}  -> "
-                f"{self.run_dir / 'results.json'}"
+            results = final_results(
+                self.model,
+                self.val_loader,
+                self.cfg,
+                self.history,
+                self.schedule,
+                self.speed,
+                progress,
             )
+        self.run_dir.write_results(results)
         return results
-
-
-def _differences(ran: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
-    """Each dotted key whose value differs between two configs, with both values."""
-    out = []
-    for key in [*ran, *(k for k in now if k not in ran)]:
-        a, b = ran.get(key), now.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            why = EPOCHS_FIXED if f"{prefix}{key}" == "epochs" else ""
-            out.append(f"{prefix}{key} is {json.dumps(a)} in the run, {json.dumps(b)} here{why}")
-    return out
 
 
 def _summary(r: dict[str, Any], val_eps: float) -> str:

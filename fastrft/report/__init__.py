@@ -2,5 +2,6 @@
 directories.
 
 collect (run directories -> records), cells (the table's rows, columns and cells), stats,
-tables (markdown, CSV), figures (through fastrft.plots), cli.
+tables (markdown, CSV), figures (through plots, which draws them), cli; and demo, the
+report of `fastrft demo`.
 """

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from fastrft.config import read_run_config
+from fastrft.results import load_results
 from fastrft.sweep.ledger import FILE as LEDGER
 from fastrft.sweep.ledger import Ledger
-from fastrft.sweep.rundir import load_results
 from fastrft.sweep.spec import flatten
 
 UNREADABLE = "results unreadable"

@@ -1,4 +1,4 @@
-"""The report's figures, drawn by fastrft.plots: per configuration, accuracy against the
+"""The report's figures, drawn by fastrft.report.plots: per configuration, accuracy against the
 budget and the validation accuracy per epoch, one line per method (seeds averaged)."""
 
 from __future__ import annotations
@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from fastrft.plots import plot_accuracy_curves, plot_training_curves
-
 from .cells import Config, Grid
 from .collect import RunRecord
+from .plots import plot_accuracy_curves, plot_training_curves
 
 TRAINING = {"clean": "val_clean_acc", "adv": "val_adv_acc"}
 

@@ -19,12 +19,14 @@ from contextlib import AbstractContextManager, nullcontext
 from rich.console import Console
 from rich.table import Table
 
+from fastrft.results import read_results
+
 from .launch import Job, sigterm_interrupts, train_command
 from .ledger import FILE as LEDGER
 from .ledger import Ledger
 from .local import local_slots, run_local
 from .plan import Plan, check_root, locked, mark_root, mark_run, plan
-from .rundir import LOG, read_results
+from .rundir import LOG
 from .spec import Run, SweepSpec, check_runs, load_spec
 from .tracker import Outcome, Tracker
 

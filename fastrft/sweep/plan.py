@@ -11,11 +11,12 @@ from typing import Any
 
 from fastrft import locks
 from fastrft.atomic import write_json
-from fastrft.cli import EXIT_BAD_INPUT
+from fastrft.errors import EXIT_BAD_INPUT
 from fastrft.paths import check_out_dir
+from fastrft.results import read_results
 
 from .ledger import Ledger
-from .rundir import MARKER, read_marker, read_results, summary
+from .rundir import MARKER, read_marker, summary
 from .spec import Run, SweepSpec
 
 

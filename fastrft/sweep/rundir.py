@@ -1,5 +1,5 @@
-"""A run directory as a sweep sees it: the marker saying which sweep owns it, the results
-the trainer left, and the log of its attempts."""
+"""A run directory as a sweep sees it: the marker saying which sweep owns it, the summary of
+the results the trainer left (fastrft.results reads them), and the log of its attempts."""
 
 from __future__ import annotations
 
@@ -19,23 +19,6 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return marker if isinstance(marker, dict) else None
-
-
-def load_results(run_dir: Path) -> dict[str, Any]:
-    """The run's results.json: FileNotFoundError while the run has not finished, another
-    OSError or a ValueError when the file is there but unusable (cut mid-write, edited)."""
-    results = json.loads((run_dir / "results.json").read_text())
-    if not isinstance(results, dict) or "clean_acc" not in results:
-        raise ValueError("it holds no clean_acc")
-    return results
-
-
-def read_results(run_dir: Path) -> dict[str, Any] | None:
-    """The run's results.json, or None while it has not finished (or was cut mid-write)."""
-    try:
-        return load_results(run_dir)
-    except (OSError, ValueError):
-        return None
 
 
 def summary(results: dict[str, Any]) -> dict[str, Any]:

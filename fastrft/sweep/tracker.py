@@ -12,14 +12,13 @@ from typing import Any
 
 from rich.console import Console
 
-from fastrft.cli import EXIT_BAD_INPUT
+from fastrft.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+from fastrft.results import read_results
 
 from .launch import TIMED_OUT
 from .ledger import Ledger
-from .rundir import last_error, read_results, summary
+from .rundir import last_error, summary
 from .spec import Run
-
-INTERRUPTED = 130  # the trainer's exit code after Ctrl-C (SIGINT)
 
 
 @dataclass
@@ -61,7 +60,7 @@ class Tracker:
             self.ledger.append(run.id, "done", results=outcome.results, **common)
             self._say(run, "done", _numbers(outcome.results))
             return False
-        if exit_code == INTERRUPTED:
+        if exit_code == EXIT_INTERRUPTED:  # the trainer's after Ctrl-C (SIGINT)
             self.interrupted(run, exit_code)
             return False
         timed_out = "stopped at --run-timeout" if exit_code == TIMED_OUT else None

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 from scipy.io import loadmat, savemat
 
-from fastrft.data.layouts import DATASETS, dataset_files
+from fastrft.data.layouts import dataset_files
+from fastrft.datasets import DATASETS
 
 CUB_CLASSES = ["001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross"]
 AIRCRAFT_CLASSES = ["Cessna 172", "707-320", "F-16A/B"]  # file order, not sorted

@@ -16,6 +16,7 @@ from fastrft import evaluate as evaluate_module
 from fastrft.cli import main
 from fastrft.config import load_config
 from fastrft.engine import Trainer
+from fastrft.engine.evaluation import validate
 from tests.engine.test_train import TINY, _files
 from tests.test_evaluate import WrongOnClean, every_other
 
@@ -122,7 +123,7 @@ def test_validation_counts_a_sample_robust_only_if_correct_on_clean(tmp_path):
     trainer = Trainer(cfg, progress=False)
     x, y = (torch.cat(t) for t in zip(*trainer.val_loader, strict=True))
     trainer.net = WrongOnClean(x, y, every_other(len(y)), trainer.num_classes)
-    out = trainer._validate()
+    out = validate(trainer.net, trainer.val_loader, trainer.cfg, trainer.device)
     assert out["val_clean_acc"] == 0.5
     assert out["val_adv_acc"] == 0.5, f"above clean accuracy: {out}"
 

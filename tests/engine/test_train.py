@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 
+from fastrft import evaluate as evaluate_module
 from fastrft.cli import main
 from fastrft.config import ConfigError, load_config
 from fastrft.engine import Trainer, TrainingDiverged
-from fastrft.engine import trainer as trainer_module
 from fastrft.engine.checkpoint import load_checkpoint
 from fastrft.engine.devices import pick_device
 from fastrft.engine.distributed import Dist
@@ -207,9 +207,9 @@ def test_a_finished_run_says_so_and_is_not_evaluated_again(tmp_path, capsys, mon
     them). It used to say "resuming after epoch 2" and evaluate all over again."""
     out = _train(tmp_path)
     before = _files(out)
-    evaluations, evaluate = [], trainer_module.paper_metrics
+    evaluations, evaluate = [], evaluate_module.paper_metrics
     monkeypatch.setattr(
-        trainer_module, "paper_metrics", lambda *a, **k: evaluations.append(a) or evaluate(*a, **k)
+        evaluate_module, "paper_metrics", lambda *a, **k: evaluations.append(a) or evaluate(*a, **k)
     )
     capsys.readouterr()
     _train(tmp_path)

@@ -1,7 +1,8 @@
 """The figures fastrft writes: accuracy-vs-eps curves and per-epoch training curves.
 
-Used by the demo's report and by `fastrft report`. matplotlib runs headless (Agg) and is
-imported only when a figure is drawn.
+Used by `fastrft report` (fastrft.report.figures) and by the demo's report
+(fastrft.report.demo). matplotlib runs headless (Agg) and is imported only when a figure is
+drawn.
 """
 
 from __future__ import annotations
