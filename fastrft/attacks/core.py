@@ -15,21 +15,13 @@ from typing import Literal, TypeVar
 import torch
 from torch import Tensor, nn
 
+from fastrft.attack_registry import canonical_norm
 from fastrft.kernels._utils import batch_major, per_sample
 
 from .losses import LOSSES, LossFn
 
 ModelMode = Literal["eval", "train", "keep"]
 AttackT = TypeVar("AttackT", bound=Callable[..., Tensor])
-NORMS = {"linf": "linf", "inf": "linf", "l2": "l2"}
-
-
-def canonical_norm(norm: str) -> str:
-    """ "linf" or "l2"; the spellings users bring from other libraries ("Linf", "L2") too."""
-    key = str(norm).lower()
-    if key not in NORMS:
-        raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
-    return NORMS[key]
 
 
 def _capturing(x: Tensor) -> bool:

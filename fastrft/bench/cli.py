@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from fastrft import attack_registry as attacks
 from fastrft.config import AttackConfig, ConfigError
 from fastrft.engine.devices import make_current
 from fastrft.engine.graphs import CaptureFailed
@@ -41,7 +42,7 @@ from .targets import ATTACK_KEYS, TRAIN_KEYS, checks_for
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 REPEAT_S = 1.0  # seconds of calls per timed repeat on a GPU, unless --iters is given
 DEFAULTS: dict[str, Any] = {
-    "attack": "apgd",
+    "attack": attacks.DEFAULT,
     "steps": 7,
     "eps": 4 / 255,
     "norm": "linf",
@@ -82,8 +83,12 @@ def resolve(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     for key in ("img_size", "batch_size", "num_classes", "steps"):
         if values[key] < 1:
             raise ValueError(f"--{key.replace('_', '-')} must be at least 1, got {values[key]}")
-    if values["objective"] == "trades" and values["attack"] != "pgd":
-        raise ValueError("--objective trades crafts its examples with PGD: add --attack pgd")
+    if values["objective"] == "trades" and not attacks.ATTACKS[values["attack"]].trades:
+        trades = attacks.trades_attacks()
+        raise ValueError(
+            f"--objective trades crafts its examples with {attacks.join(trades).upper()}: "
+            f"add --attack {trades[0]}"
+        )
     return values
 
 

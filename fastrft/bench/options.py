@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fastrft import attack_registry as attacks
 from fastrft.cli import fraction_arg
 
 from .presets import PRESETS
@@ -55,10 +56,10 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--img-size", type=int, help="input resolution (pixels)")
     w.add_argument("-b", "--batch-size", type=int, help="images per step")
     w.add_argument("--num-classes", type=int, help="classifier outputs (default 1000)")
-    w.add_argument("--attack", choices=("pgd", "apgd", "fgsm"), help="default apgd")
+    w.add_argument("--attack", choices=attacks.names("training"), help=f"default {attacks.DEFAULT}")
     w.add_argument("--steps", type=int, help="attack steps (default 7)")
     w.add_argument("--eps", type=fraction_arg, help="budget, e.g. 4/255 (default)")
-    w.add_argument("--norm", choices=("linf", "l2"), help="threat model (default linf)")
+    w.add_argument("--norm", choices=attacks.NORMS, help="threat model (default linf)")
     w.add_argument(
         "--objective", choices=("madry", "trades"), help="training objective (default madry)"
     )

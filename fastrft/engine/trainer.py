@@ -23,11 +23,10 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from fastrft import locks
-from fastrft.attacks import apgd, pgd
 from fastrft.config import ConfigError, RunConfig, read_run_config, save_config, to_yaml
 from fastrft.data import build_loaders
 from fastrft.errors import TrainingDiverged
-from fastrft.evaluate import delay_time, paper_metrics, precision_context, seeded
+from fastrft.evaluate import attack_fn, delay_time, paper_metrics, precision_context, seeded
 from fastrft.models import build_model
 from fastrft.objectives import make_objective
 from fastrft.optim import run_optimizer
@@ -335,10 +334,8 @@ class Trainer:
 
     def _eval_attack(self, eps: float) -> Callable[[Tensor, Tensor], Tensor]:
         e = self.cfg.eval
-        fn = apgd if e.attack == "apgd" else pgd
-        return lambda x, y: fn(
-            self.net, x, y, eps, steps=e.steps, norm=self.cfg.attack.norm, validate=False
-        )
+        fn = attack_fn(e.attack, e.steps, self.cfg.attack.norm, {"validate": False})
+        return lambda x, y: fn(self.net, x, y, eps)
 
     @torch.no_grad()
     def _loss_acc(
