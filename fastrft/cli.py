@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from fastrft import attack_registry as attacks
 from fastrft.budgets import fraction_arg
 from fastrft.datasets import DATASETS
 from fastrft.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED
@@ -132,9 +133,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     e.add_argument(
         "--attack",
-        choices=("apgd", "pgd", "autoattack"),
+        choices=attacks.names("checkpoint"),
         default=None,
-        help="apgd (APGD-CE), pgd, or autoattack (needs pyautoattack); default: eval.attack",
+        help=f"{attacks.describe('checkpoint')}; default: eval.attack",
     )
     e.add_argument("--steps", type=int, default=None, help="attack steps (default: eval.steps)")
     e.add_argument(
@@ -291,7 +292,7 @@ def _eval(args: argparse.Namespace) -> None:
         raise FileNotFoundError(f"{path} not found: pass a run directory or a checkpoint file")
     out = args.out or _eval_json(path)
     check_out_file(out, "--out")  # before the minutes of evaluation whose numbers it keeps
-    unit = "autoattack, budgets" if args.attack == "autoattack" else "eval, batches"
+    unit = f"{args.attack}, budgets" if attacks.whole_set(args.attack) else "eval, batches"
     with counted(Console(stderr=True), not args.no_progress, unit) as progress:
         results = evaluate_checkpoint(
             path,

@@ -24,6 +24,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from fastrft import attack_registry as attacks
 from fastrft.atomic import write_text
 from fastrft.budgets import (
     FRACTION,
@@ -54,11 +55,12 @@ def check_device(device: str) -> None:
 
 
 def check_objective_attack(objective: str, attack: str) -> None:
+    trades = attacks.trades_attacks()
     _check(
-        objective != "trades" or attack == "pgd",
+        objective != "trades" or attack not in attacks.ATTACKS or attacks.ATTACKS[attack].trades,
         "attack.name",
-        "objective trades attacks its KL loss with PGD (APGD tracks label success): "
-        "set attack.name=pgd",
+        f"objective trades attacks its KL loss with {attacks.join(trades).upper()} "
+        f"(APGD tracks label success): set attack.name={trades[0]}",
     )
 
 
@@ -150,7 +152,7 @@ class DataConfig:
 
 @dataclass
 class AttackConfig:
-    name: str = "apgd"
+    name: str = attacks.DEFAULT
     """Attack used in training: apgd (the paper's, APGD-CE), pgd or fgsm."""
     eps: float = 4 / 255
     """Target budget eps_g (l_inf: pixels in [0, 1]; '4/255' accepted)."""
@@ -171,36 +173,41 @@ class AttackConfig:
     authors' training APGD starts from x: configs/paper sets false)."""
 
     def __post_init__(self) -> None:
+        choices = attacks.names("training")
         _check(
-            self.name in ("apgd", "pgd", "fgsm"),
+            self.name in choices,
             "attack.name",
-            f"must be apgd, pgd or fgsm, got {self.name!r}",
+            f"must be {attacks.join(choices)}, got {self.name!r}",
         )
+        spec = attacks.ATTACKS[self.name]
         _check(self.eps >= 0, "attack.eps", f"must be >= 0 (e.g. 4/255), got {self.eps}")
         _check(self.steps >= 1, "attack.steps", f"must be at least 1, got {self.steps}")
-        _check(self.norm in ("linf", "l2"), "attack.norm", f"must be linf or l2, got {self.norm!r}")
         _check(
-            self.name != "fgsm" or self.norm == "linf",
+            self.norm in attacks.NORMS,
             "attack.norm",
-            "fgsm is an l_inf attack: set attack.norm=linf, or use pgd for l2",
+            f"must be {attacks.join(attacks.NORMS)}, got {self.norm!r}",
         )
+        why = spec.check_norm(self.norm)
+        _check(why is None, "attack.norm", str(why))
         _check(self.alpha is None or self.alpha > 0, "attack.alpha", "must be > 0 or unset")
+        stepped = [s.name for s in attacks.ATTACKS.values() if s.training and s.step_size]
         _check(
-            self.name != "apgd" or self.alpha is None,
+            spec.step_size is not None or self.alpha is None,
             "attack.alpha",
-            "apgd sets its own step size (2 * eps, halved as it goes): unset attack.alpha, "
-            "or use attack.name=pgd",
+            f"{self.name} sets its own step size ({spec.own_step_size}): unset attack.alpha, "
+            f"or use attack.name={stepped[0]}",
         )
         _check(
             self.best in ("loss", "adversarial"),
             "attack.best",
             f"must be loss or adversarial, got {self.best!r}",
         )
+        choosers = [s.name for s in attacks.ATTACKS.values() if s.chooses_best]
         _check(
-            self.name == "apgd" or self.best == "loss",
+            spec.chooses_best or self.best == "loss",
             "attack.best",
-            f"only apgd chooses among its iterates ({self.name} returns its last): "
-            "unset attack.best",
+            f"only {attacks.join(choosers)} chooses among its iterates ({self.name} returns "
+            "its last): unset attack.best",
         )
 
 
@@ -311,7 +318,7 @@ class SpeedConfig:
 
 @dataclass
 class EvalConfig:
-    attack: str = "apgd"
+    attack: str = attacks.DEFAULT
     """Evaluation attack: apgd (APGD-CE, the paper's) or pgd."""
     steps: int = 10
     """Evaluation attack steps (the paper: 10)."""
@@ -329,10 +336,11 @@ class EvalConfig:
     """Validation images attacked each epoch (adversarial accuracy and loss); 0 skips."""
 
     def __post_init__(self) -> None:
+        choices = attacks.names("evaluation")
         _check(
-            self.attack in ("apgd", "pgd"),
+            self.attack in choices,
             "eval.attack",
-            f"must be apgd or pgd, got {self.attack!r}",
+            f"must be {attacks.join(choices)}, got {self.attack!r}",
         )
         _check(self.steps >= 1, "eval.steps", "must be at least 1")
         _check(

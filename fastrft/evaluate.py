@@ -34,8 +34,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import Tensor, nn
 
-from fastrft.attacks import apgd, attack_mode, pgd
-from fastrft.attacks.core import canonical_norm, logits_of
+from fastrft import attack_registry
+from fastrft.attack_registry import PEER_NORMS, canonical_norm
+from fastrft.attacks import attack_mode
+from fastrft.attacks.core import logits_of
 from fastrft.budgets import eps_grid, whole_steps
 
 if TYPE_CHECKING:
@@ -57,10 +59,8 @@ __all__ = [
 Batches = Iterable[tuple[Tensor, Tensor]]
 # called with (done, total) as each unit of a long evaluation ends; total None: unknown
 OnProgress = Callable[[int, int | None], None]
-AttackName = Literal["apgd", "pgd"]
+AttackName = str  # an evaluation attack of fastrft.attack_registry
 Precision = Literal["fp32", "bf16"]
-# pgd's default step, alpha = 2.5 * eps / steps, follows each copy's own budget
-ATTACKS = {"apgd": apgd, "pgd": pgd}
 
 
 def expected_robustness(eps_grid: Sequence[float], accuracies: Sequence[float]) -> float:
@@ -113,7 +113,7 @@ def robust_accuracy(
     model: nn.Module,
     batches: Batches,
     eps: float,
-    attack: AttackName = "apgd",
+    attack: AttackName = attack_registry.DEFAULT,
     steps: int = 10,
     norm: str = "linf",
     attack_kwargs: dict[str, Any] | None = None,
@@ -146,7 +146,7 @@ def accuracy_curve(
     model: nn.Module,
     batches: Batches,
     grid: Sequence[float],
-    attack: AttackName = "apgd",
+    attack: AttackName = attack_registry.DEFAULT,
     steps: int = 10,
     norm: str = "linf",
     max_batch: int | None = None,
@@ -248,9 +248,11 @@ def delay_time(val_accuracies: Sequence[float], threshold: float = 0.05) -> int 
 def attack_fn(
     attack: str, steps: int, norm: str, attack_kwargs: dict[str, Any] | None
 ) -> Callable[..., Tensor]:
-    """``attack`` as a function of (model, x, y, eps), checked before any batch is read."""
-    if attack not in ATTACKS:
-        raise ValueError(f"attack must be one of {sorted(ATTACKS)}, got {attack!r}")
+    """``attack`` as a function of (model, x, y, eps), checked before any batch is read. A
+    default step size (pgd's) follows each copy's own budget."""
+    choices = attack_registry.names("evaluation")
+    if attack not in choices:
+        raise ValueError(f"attack must be one of {sorted(choices)}, got {attack!r}")
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     kwargs = dict(attack_kwargs or {})
@@ -259,7 +261,10 @@ def attack_fn(
             "attack_kwargs must not set alpha: one step size cannot suit every budget; "
             "pgd steps 2.5 * eps / steps for each budget"
         )
-    return functools.partial(ATTACKS[attack], steps=steps, norm=canonical_norm(norm), **kwargs)
+    spec = attack_registry.ATTACKS[attack]
+    return functools.partial(
+        spec.run(), **spec.settings(norm=canonical_norm(norm), steps=steps), **kwargs
+    )
 
 
 def check_budgets(grid: Sequence[float]) -> list[float]:
@@ -310,7 +315,7 @@ def autoattack_accuracy(
     device = model_device(model)
     xs, ys = zip(*((x.to(device), y.to(device)) for x, y in batches), strict=True)
     x, y = torch.cat(xs), torch.cat(ys)
-    norm = {"linf": "Linf", "l2": "L2"}[canonical_norm(norm)]
+    norm = PEER_NORMS[canonical_norm(norm)]
     with attack_mode(model, "eval"):
         adversary = AutoAttack(model, norm=norm, eps=eps, version="standard", device=device)
         x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=batch_size)

@@ -1,6 +1,7 @@
 """The paper's evaluation: E.adv by the trapezoidal rule, and the batched accuracy curve
 against one attack per budget on a small trained CNN."""
 
+import dataclasses
 import itertools
 import math
 import random
@@ -11,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-import fastrft.evaluate as evaluate
+from fastrft.attack_registry import ATTACKS
 from fastrft.attacks import apgd
 from fastrft.evaluate import (
     accuracy_curve,
@@ -254,7 +255,7 @@ def test_curve_attacks_each_batch_once_with_per_copy_budgets(
 ):
     model, x, y = trained
     counting = CountingAttack()
-    monkeypatch.setitem(evaluate.ATTACKS, "apgd", counting)
+    monkeypatch.setitem(ATTACKS, "apgd", dataclasses.replace(ATTACKS["apgd"], function=counting))
     grid = [0.0, 1 / 255, 3 / 255, 5 / 255]
     accuracy_curve(model, batches_of(x[:24], y[:24], 8), grid, max_batch=max_batch)
     assert [n for n, _ in counting.calls] == sizes, "a batch's copies, max_batch at a time"
@@ -267,7 +268,7 @@ def test_curve_attacks_no_more_copies_than_a_batch_by_default(trained, monkeypat
     """Memory stays that of one evaluation batch however many budgets the grid has."""
     model, x, y = trained
     counting = CountingAttack()
-    monkeypatch.setitem(evaluate.ATTACKS, "apgd", counting)
+    monkeypatch.setitem(ATTACKS, "apgd", dataclasses.replace(ATTACKS["apgd"], function=counting))
     accuracy_curve(model, batches_of(x[:40], y[:40], 16), eps_grid(16 / 255))
     sizes = [n for n, _ in counting.calls]
     assert max(sizes) <= 16 and sum(sizes) == 40 * 16, sizes

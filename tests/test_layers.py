@@ -20,7 +20,7 @@ LAYERS = (
     ("kernels",),  # the Triton kernels and their references
     # leaves: plain Python (toy: torch only), named by what they hold
     (
-        *("__init__", "errors", "atomic", "paths", "locks", "lifetime"),
+        *("__init__", "errors", "atomic", "paths", "locks", "lifetime", "attack_registry"),
         *("budgets", "datasets", "results", "toy"),
     ),
     ("attacks",),

@@ -15,23 +15,13 @@ from typing import Literal, TypeVar
 import torch
 from torch import Tensor, nn
 
-from fastrft.kernels import NORMS, batch_major, per_sample
+from fastrft.attack_registry import canonical_norm
+from fastrft.kernels import batch_major, per_sample
 
 from .losses import LOSSES, LossFn
 
 ModelMode = Literal["eval", "train", "keep"]
 AttackT = TypeVar("AttackT", bound=Callable[..., Tensor])
-NORM_ALIASES = {"inf": "linf"}
-
-
-def canonical_norm(norm: str) -> str:
-    """One of the kernels' NORMS ("linf", "l2"), from the spellings users bring from other
-    libraries too ("Linf", "L2", "inf")."""
-    key = str(norm).lower()
-    key = NORM_ALIASES.get(key, key)
-    if key not in NORMS:
-        raise ValueError(f"norm must be {' or '.join(map(repr, NORMS))}, got {norm!r}")
-    return key
 
 
 def _capturing(x: Tensor) -> bool:

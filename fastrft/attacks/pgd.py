@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from fastrft.attack_registry import canonical_norm, fgsm_step_size, pgd_step_size
 from fastrft.kernels import Backend, l2_step, linf_step, per_sample
 from fastrft.kernels import random_start as random_start_in_ball
 
 from .core import (
     ModelMode,
     attack_mode,
-    canonical_norm,
     loss_and_grad,
     prepare,
     with_gradients,
@@ -80,7 +80,10 @@ def pgd(
         model_mode=model_mode,
         validate=validate,
     )
-    alpha = 2.5 * eps / steps if alpha is None else per_sample(alpha, x.shape[0], x.device)
+    if alpha is None:
+        alpha = pgd_step_size(eps, steps, random_start)
+    else:
+        alpha = per_sample(alpha, x.shape[0], x.device)
     loss_fn = attack_loss(loss, targeted)
     step = STEPS[norm]
     with attack_mode(model, model_mode, freeze_params):
@@ -110,5 +113,5 @@ def fgsm(
             "pgd(model, x, y, eps, steps=1, norm='l2')"
         )
     if alpha is None:
-        alpha = 1.25 * eps if random_start else eps
+        alpha = fgsm_step_size(eps, 1, random_start)
     return pgd(model, x, y, eps, alpha, steps=1, norm="linf", random_start=random_start, **kwargs)

@@ -27,7 +27,7 @@ import torch
 from rich.console import Console
 from torch import Tensor, nn
 
-from fastrft.attacks import apgd, fgsm, pgd
+from fastrft.attack_registry import ATTACKS, PEER_NORMS
 from fastrft.engine.attacker import Attacker
 from fastrft.engine.speed import Speed
 from fastrft.objectives import make_objective
@@ -60,15 +60,14 @@ def calibrate_batchnorm(model: nn.Module, w: Workload, batches: int = 4) -> None
 def fastrft_variants(model: nn.Module, x: Tensor, y: Tensor, w: Workload, args) -> list[Variant]:
     # robust accuracy is set beside the peers', which count a sample broken when any iterate
     # fooled it: apgd returns its points by that rule here, not by the training rule
-    a = replace(w.attack, best="adversarial") if w.attack.name == "apgd" else w.attack
-    eps, start = a.eps, a.random_start
-    eager = {
-        "pgd": lambda: pgd(model, x, y, eps, steps=a.steps, norm=a.norm, random_start=start),
-        "apgd": lambda: apgd(
-            model, x, y, eps, steps=a.steps, norm=a.norm, random_start=start, best=a.best
-        ),
-        "fgsm": lambda: fgsm(model, x, y, eps, norm=a.norm, random_start=start),
-    }[a.name]
+    spec = ATTACKS[w.attack.name]
+    a = replace(w.attack, best="adversarial") if spec.chooses_best else w.attack
+    eps, fn = a.eps, spec.run()
+    settings = spec.settings(norm=a.norm, steps=a.steps, best=a.best)
+
+    def eager() -> Tensor:
+        return fn(model, x, y, eps, random_start=a.random_start, **settings)
+
     fast_model = copy.deepcopy(model)
     x_fast = x
     if args.channels_last:
@@ -98,8 +97,7 @@ def peer_variants(model: nn.Module, x: Tensor, y: Tensor, w: Workload) -> list[V
 
         linf = a.norm == "linf"
         if a.name == "apgd":
-            norm = "Linf" if linf else "L2"
-            attack = ta.APGD(model, norm=norm, eps=a.eps, steps=a.steps, loss="ce")
+            attack = ta.APGD(model, norm=PEER_NORMS[a.norm], eps=a.eps, steps=a.steps, loss="ce")
         elif a.name == "pgd":
             attack = (ta.PGD if linf else ta.PGDL2)(model, eps=a.eps, alpha=alpha, steps=a.steps)
         else:  # FFGSM is FGSM-RS; torchattacks has no l_2 version
@@ -112,7 +110,7 @@ def peer_variants(model: nn.Module, x: Tensor, y: Tensor, w: Workload) -> list[V
         aa = APGDAttack(
             model,
             n_iter=a.steps,
-            norm="Linf" if a.norm == "linf" else "L2",
+            norm=PEER_NORMS[a.norm],
             eps=a.eps,
             loss="ce",
             seed=w.seed,

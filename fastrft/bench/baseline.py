@@ -1,7 +1,7 @@
 """The attacks a user writes today, in plain eager torch: the ladder's baseline rungs.
 
-``pgd_baseline`` and ``fgsm_baseline`` follow torchattacks' PGD and FGSM-RS (autograd.grad on
-the input each step, then sign step, clamp to the ball, clamp to the box), and
+``pgd_baseline`` follows torchattacks' PGD, and with one step FGSM-RS (autograd.grad on the
+input each step, then sign step, clamp to the ball, clamp to the box), and
 ``apgd_baseline`` follows AutoAttack's ``attack_single_run`` (boolean indexing, in-place
 per-sample resets, host syncs included). They exist to be timed against and to be matched
 step for step by fastrft's own attacks in the tests; they are not fastrft's attacks.
@@ -44,20 +44,6 @@ def pgd_baseline(
         grad = _input_grad(model, x_adv, target, loss_fn)
         x_adv = _project(x_adv + alpha * grad.sign(), x, eps)
     return x_adv
-
-
-def fgsm_baseline(
-    model: nn.Module,
-    x: Tensor,
-    target: Tensor,
-    eps: float,
-    alpha: float,
-    loss_fn: LossFn,
-    random_start: bool = True,
-) -> Tensor:
-    """FGSM-RS (Wong et al., 2020) as users write it: a random start, one signed step
-    (plain FGSM without the random start)."""
-    return pgd_baseline(model, x, target, eps, alpha, 1, loss_fn, random_start)
 
 
 def apgd_baseline(

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from fastrft.attack_registry import ATTACKS
 from fastrft.attacks.core import attack_mode
 from fastrft.attacks.losses import attack_loss
 from fastrft.config import AttackConfig
@@ -36,7 +37,7 @@ from fastrft.engine.step import AttackFn, TrainStep
 from fastrft.models import build_model
 from fastrft.objectives import Objective, make_objective
 
-from .baseline import apgd_baseline, fgsm_baseline, pgd_baseline
+from .baseline import apgd_baseline, pgd_baseline
 from .profile import top_operators
 from .telemetry import Telemetry, TelemetrySampler
 from .timing import Timing, time_calls, timed
@@ -72,18 +73,15 @@ class Workload:
     """A local weights file for the model (random initialisation without one)."""
 
     @property
-    def alpha(self) -> float:
-        """The step size the baseline uses: the same default as fastrft's attacks."""
+    def alpha(self) -> float | None:
+        """The step size the baseline uses: the same default as fastrft's attacks (None for
+        an attack that sets its own)."""
         a = self.attack
-        if a.alpha is not None:
-            return a.alpha
-        if a.name == "fgsm":
-            return 1.25 * a.eps if a.random_start else a.eps
-        return 2.5 * a.eps / a.steps
+        return ATTACKS[a.name].alpha(a.eps, a.steps, a.random_start, a.alpha)
 
     def describe(self) -> str:
         a = self.attack
-        steps = "" if a.name == "fgsm" else f"-{a.steps}"
+        steps = f"-{a.steps}" if ATTACKS[a.name].iterative else ""
         return (
             f"{self.model} {self.img_size}px batch {self.batch_size}, "
             f"{a.name.upper()}{steps} eps {a.eps * 255:g}/255, {self.objective}"
@@ -147,15 +145,15 @@ def random_batch(w: Workload, channels_last: bool) -> tuple[Tensor, Tensor]:
 def _baseline_attack(rung: Rung, w: Workload, objective: Objective, net: nn.Module) -> AttackFn:
     """The user's own loop: model in eval mode, parameters frozen only from rung 3."""
     a, amp = w.attack, rung_speed(rung, w).autocast
+    spec, alpha = ATTACKS[a.name], w.alpha
+    steps = a.steps if spec.iterative else 1
     loss_fn = attack_loss(objective.attack_loss, targeted=False)
 
     def craft(x: Tensor, target: Tensor, eps: Tensor) -> Tensor:
         with attack_mode(net, "eval", freeze=rung.has("freeze")), amp():
-            if a.name == "apgd":
+            if alpha is None:  # a step size of its own: APGD, as AutoAttack writes it
                 return apgd_baseline(net, x, target, a.eps, a.steps)
-            if a.name == "fgsm":
-                return fgsm_baseline(net, x, target, a.eps, w.alpha, loss_fn, a.random_start)
-            return pgd_baseline(net, x, target, a.eps, w.alpha, a.steps, loss_fn, a.random_start)
+            return pgd_baseline(net, x, target, a.eps, alpha, steps, loss_fn, a.random_start)
 
     return craft
 

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from fastrft.attack_registry import ATTACKS
 from fastrft.attacks.core import attack_mode
 from fastrft.config import AttackConfig
 from fastrft.engine.speed import autocast
@@ -32,9 +33,7 @@ def passes(attack: AttackConfig, objective: str) -> tuple[int, int]:
     PGD-k: k gradients. FGSM: one. APGD-k: the start point's gradient, k - 1 more, and a
     last forward whose gradient is never used (fastrft.attacks.apgd). TRADES adds the clean
     forward whose prediction the attack moves away from."""
-    grads, forwards = {"pgd": (attack.steps, 0), "fgsm": (1, 0), "apgd": (attack.steps, 1)}[
-        attack.name
-    ]
+    grads, forwards = ATTACKS[attack.name].passes(attack.steps)
     return grads, forwards + (objective == "trades")
 
 

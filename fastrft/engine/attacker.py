@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-from fastrft.attacks import apgd, fgsm, pgd
+from fastrft.attack_registry import ATTACKS
 from fastrft.config import AttackConfig
 from fastrft.kernels import per_sample
 from fastrft.objectives import Objective
@@ -27,16 +27,14 @@ def attack_function(cfg: AttackConfig, objective: Objective) -> Callable[..., Te
 
     validate=False: the engine's inputs are well formed, and value checks would sync.
     apgd returns the iterate ``cfg.best`` picks (training: the highest-loss one)."""
-    common = {
-        "loss": objective.attack_loss,
-        "random_start": cfg.random_start,
-        "validate": False,
-    }
-    if cfg.name == "fgsm":
-        return functools.partial(fgsm, alpha=cfg.alpha, **common)
-    if cfg.name == "pgd":
-        return functools.partial(pgd, alpha=cfg.alpha, steps=cfg.steps, norm=cfg.norm, **common)
-    return functools.partial(apgd, steps=cfg.steps, norm=cfg.norm, best=cfg.best, **common)
+    spec = ATTACKS[cfg.name]
+    return functools.partial(
+        spec.run(),
+        loss=objective.attack_loss,
+        random_start=cfg.random_start,
+        validate=False,
+        **spec.settings(norm=cfg.norm, steps=cfg.steps, alpha=cfg.alpha, best=cfg.best),
+    )
 
 
 class Attacker:

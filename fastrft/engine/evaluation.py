@@ -15,8 +15,7 @@ import torch.nn.functional as F
 import yaml
 from torch import Tensor, nn
 
-from fastrft import evaluate
-from fastrft.attacks import apgd, pgd
+from fastrft import attack_registry, evaluate
 from fastrft.config import RunConfig, load_config
 from fastrft.data import build_loaders
 from fastrft.evaluate import OnProgress, Precision, delay_time, precision_context, seeded
@@ -35,8 +34,8 @@ ZIP_MAGIC, PICKLE_MAGIC = b"PK\x03\x04", b"\x80"
 def eval_attack(net: nn.Module, cfg: RunConfig, eps: float) -> Callable[[Tensor, Tensor], Tensor]:
     """The attack validation measures robustness under: eval.attack and eval.steps at ``eps``."""
     e = cfg.eval
-    fn = apgd if e.attack == "apgd" else pgd
-    return lambda x, y: fn(net, x, y, eps, steps=e.steps, norm=cfg.attack.norm, validate=False)
+    fn = evaluate.attack_fn(e.attack, e.steps, cfg.attack.norm, {"validate": False})
+    return lambda x, y: fn(net, x, y, eps)
 
 
 @torch.no_grad()
@@ -132,7 +131,7 @@ def evaluate_checkpoint(
     memory layout, unless given here. ``attack`` "autoattack" runs AutoAttack once per budget.
     ``overrides`` are config keys (e.g. data.root=PATH, device=cpu) applied over the run's
     saved config, and are checked as at training. ``progress`` as for paper_metrics."""
-    autoattack = attack == "autoattack"
+    autoattack = attack_registry.whole_set(attack)
     given = {
         "eval.eps_max": eps_max,
         "eval.grid_step": grid_step,
