@@ -11,7 +11,7 @@ import torch
 from fastrft import attack_registry as registry
 from fastrft.attack_registry import ATTACKS, AttackSpec, canonical_norm, pgd_step_size
 from fastrft.attacks import apgd, fgsm, pgd
-from fastrft.bench.options import parser as bench_parser
+from fastrft.bench.config import load_bench_config
 from fastrft.cli import main
 from fastrft.config import ConfigError, load_config
 from fastrft.engine.attacker import attack_function
@@ -121,7 +121,7 @@ def test_registered_attack_is_valid_in_config(registered):
 
 
 def test_registered_attack_is_a_choice_of_the_command_lines(registered, capsys):
-    assert bench_parser().parse_args(["--attack", "fake"]).attack == "fake"
+    assert load_bench_config("tiny", ["attack.name=fake"]).attack.name == "fake"
     with pytest.raises(SystemExit):
         main(["eval", "--help"])
     assert "fake (a test's attack)" in capsys.readouterr().out
