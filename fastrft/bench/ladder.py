@@ -31,6 +31,7 @@ from fastrft.attacks.core import attack_mode
 from fastrft.attacks.losses import attack_loss
 from fastrft.config import AttackConfig
 from fastrft.engine.attacker import Attacker
+from fastrft.engine.compiled import CompileCounter, compile_model
 from fastrft.engine.graphs import CaptureFailed
 from fastrft.engine.speed import Speed
 from fastrft.engine.step import AttackFn, TrainStep
@@ -120,6 +121,7 @@ class RungResult:
     telemetry: Telemetry
     energy_per_image_j: float | None
     calls: int
+    compiled_graphs: int  # graphs torch.compile built for the rung (0: not compiled)
     profile: list[dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -180,7 +182,7 @@ def training_step(rung: Rung, w: Workload) -> Callable[[], object]:
     model = fresh_model(w)
     if speed.channels_last:
         model.to(memory_format=torch.channels_last)
-    net = torch.compile(model) if speed.compile else model
+    net = compile_model(model) if speed.compile else model
     x, y = random_batch(w, speed.channels_last)
     objective = make_objective(w.objective)
     capturable = speed.graph_step and w.device.type == "cuda"  # (torch refuses it on the CPU)
@@ -249,6 +251,7 @@ def run_rung(rung: Rung, w: Workload, *, profile: bool = False, **counts: Any) -
     """Build the rung's step (compilation and capture happen in its warm-up) and time it
     (``counts``: measure's warmup, calls, repeats, repeat_s); with ``profile``, also list
     the operators its time goes to."""
+    compiles = CompileCounter()
     try:
         step = training_step(rung, w)
         m = measure(step, w, **counts)
@@ -266,6 +269,7 @@ def run_rung(rung: Rung, w: Workload, *, profile: bool = False, **counts: Any) -
         telemetry=m.telemetry,
         energy_per_image_j=m.energy_per_image_j,
         calls=m.calls,
+        compiled_graphs=compiles.count(),
         profile=ops,
     )
 

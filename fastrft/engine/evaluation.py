@@ -16,6 +16,7 @@ import yaml
 from torch import Tensor, nn
 
 from fastrft import attack_registry, evaluate
+from fastrft.attacks import attack_mode
 from fastrft.config import RunConfig, load_config
 from fastrft.data import build_loaders
 from fastrft.evaluate import OnProgress, Precision, delay_time, precision_context, seeded
@@ -29,6 +30,7 @@ from .speed import Speed, resolve_speed
 
 # how the files torch.save writes begin: a zip archive, or (before torch 1.6) a pickle
 ZIP_MAGIC, PICKLE_MAGIC = b"PK\x03\x04", b"\x80"
+CL = torch.channels_last
 
 
 def eval_attack(net: nn.Module, cfg: RunConfig, eps: float) -> Callable[[Tensor, Tensor], Tensor]:
@@ -50,27 +52,43 @@ def loss_acc(
     """Validation loss and accuracy in eval.precision; under ``attack``, the loss at the
     attack's points and the share correct there and on the clean image (AutoAttack's
     rule: a point near x the model gets right does not make up for x)."""
-    was_training = net.training
-    net.eval()
     sums, seen = torch.zeros(2, device=device), 0  # loss, correct: read once, at the end
-    with precision_context(cfg.eval.precision, device):
+    full = None  # the loader's batch size: its first batch's
+    # parameters frozen as the attack freezes them: the no-grad passes are then one compiled
+    # graph with APGD's last (no-grad) pass, not two
+    with attack_mode(net, "eval", freeze=True), precision_context(cfg.eval.precision, device):
         for x, y in loader:
             if limit is not None and seen >= limit:
                 break
+            n = len(y)
+            full = full or n
+            # a short last batch is padded to the full size (one shape for a compiled model)
+            # and its padding dropped from the counts
+            x, y = pad_rows(x, full), pad_rows(y, full)
             correct = torch.ones_like(y, dtype=torch.bool)
             if attack is not None:
                 correct = net(x).argmax(1) == y
                 with torch.enable_grad():
                     x = attack(x, y)
             logits = net(x).float()
-            correct &= logits.argmax(1) == y
+            correct = (correct & (logits.argmax(1) == y))[:n]
             sums += torch.stack(
-                [F.cross_entropy(logits, y, reduction="sum"), correct.sum().float()]
+                [F.cross_entropy(logits[:n], y[:n], reduction="sum"), correct.sum().float()]
             )
-            seen += len(y)
-    net.train(was_training)
+            seen += n
     loss, correct = sums.tolist()
     return loss / seen, correct / seen
+
+
+def pad_rows(t: Tensor, size: int) -> Tensor:
+    """``t`` with copies of its last row appended up to ``size`` rows, in its memory layout."""
+    short = size - len(t)
+    if short <= 0:
+        return t
+    padded = torch.cat([t, t[-1:].expand(short, *t.shape[1:])])
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=CL):
+        padded = padded.contiguous(memory_format=CL)
+    return padded
 
 
 def validate(net: nn.Module, loader: Any, cfg: RunConfig, device: torch.device) -> dict[str, float]:

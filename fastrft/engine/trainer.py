@@ -28,6 +28,7 @@ from fastrft.schedules import make_schedule
 from .attacker import Attacker
 from .capture import check_graph_step, refused
 from .checkpoint import rng_state, set_rng_state
+from .compiled import CompileCounter, compile_model
 from .devices import pick_device
 from .distributed import all_reduce_sum, close_distributed, init_distributed
 from .evaluation import final_results, validate
@@ -73,7 +74,8 @@ class Trainer:
         if self.speed.channels_last:
             self.model.to(memory_format=torch.channels_last)
         # the attack and evaluation use `net`; the weight update goes through DDP when enabled
-        self.net: nn.Module = torch.compile(self.model) if self.speed.compile else self.model
+        self.net: nn.Module = compile_model(self.model) if self.speed.compile else self.model
+        self.compiles = CompileCounter() if self.speed.compile else None
         self.train_net: nn.Module = (
             DistributedDataParallel(
                 self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None
@@ -134,6 +136,8 @@ class Trainer:
             for epoch in range(start, self.cfg.epochs):
                 record = self._train_epoch(epoch)
                 record.update(validate(self.net, self.val_loader, self.cfg, self.device))
+                if self.compiles is not None:  # graphs compiled so far in this run
+                    record["compiled_graphs"] = self.compiles.count()
                 self.schedule.observe(epoch, record["val_clean_acc"])
                 self.history.append(record)
                 self.run_dir.log_epoch(record)

@@ -351,3 +351,13 @@ def test_telemetry_off_nvidia_is_empty():
     with telemetry.TelemetrySampler(CPU) as s:
         pass
     assert all(v is None for v in s.result.as_dict().values())
+
+
+@pytest.mark.slow
+def test_a_row_counts_the_graphs_its_rung_compiled():
+    """Two for the compiled rung (PGD, madry): the attack's pass (parameters frozen, a gradient
+    on the input) and the training forward; none for an eager rung."""
+    w, counts = workload(), {"warmup": 1, "calls": 1, "repeats": 1}
+    eager = ladder.run_rung(RUNGS[4], w, **counts).as_dict()
+    compiled = ladder.run_rung(RUNGS[5], w, **counts).as_dict()
+    assert (eager["compiled_graphs"], compiled["compiled_graphs"]) == (0, 2)
