@@ -13,6 +13,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from fastrft import atomic
+
 Column = tuple[str, str, str]  # header, row key, format spec ("" for str())
 
 
@@ -96,18 +98,18 @@ def write_markdown(
         lines += ["", "Where the top rung's step goes:", ""]
         lines += _markdown_table(result["profile"], PROFILE_COLUMNS)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    atomic.write_text(path, "\n".join(lines) + "\n")
 
 
 def write_json(result: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1) + "\n")
+    atomic.write_text(path, json.dumps(result, indent=1) + "\n")
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     keys = list(dict.fromkeys(k for row in rows for k in row))
-    with path.open("w", newline="") as f:
+    with atomic.atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)

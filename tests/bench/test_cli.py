@@ -70,11 +70,51 @@ def test_a_rung_torch_cannot_capture_is_a_note_and_the_ladder_goes_on(tmp_path, 
     monkeypatch.setattr(train, "run_rung", run_rung)
     assert main([*TINY, "--rungs", "0-2", "--no-limit", "--json", str(tmp_path / "r.json")]) == 0
     r = json.loads((tmp_path / "r.json").read_text())
-    assert [row["rung"] for row in r["rows"]] == [0, 2]
-    assert r["skipped"] == [
-        "rung 1 failed: torch could not capture its graph "
-        "(operation not permitted when stream is capturing)"
+    assert [row["rung"] for row in r["rows"]] == [0, 1, 2]
+    failed = "torch could not capture its graph (operation not permitted when stream is capturing)"
+    assert r["rows"][1]["error"] == failed and "median_ms" not in r["rows"][1]
+    assert r["skipped"] == [f"rung 1 failed: {failed}"]
+    assert r["rows"][2]["speedup"] is not None and r["complete"]
+
+
+def test_each_rung_is_on_disk_before_the_next_and_an_error_ends_with_the_rows_so_far(
+    tmp_path, monkeypatch
+):
+    real, out = train.run_rung, tmp_path / "r.json"
+    on_disk = {}
+
+    def run_rung(rung, w, **kw):
+        on_disk[rung.index] = (
+            [row["rung"] for row in json.loads(out.read_text())["rows"]] if (out.exists()) else None
+        )
+        if rung.index == 1:
+            raise RuntimeError("a bug in rung 1")
+        return real(rung, w, **kw)
+
+    def measure_limit(*args, **kwargs):
+        raise RuntimeError("the limit broke")
+
+    monkeypatch.setattr(train, "run_rung", run_rung)
+    monkeypatch.setattr(train, "measure_limit", measure_limit)
+    files = [
+        "--json",
+        str(out),
+        "--csv",
+        str(tmp_path / "r.csv"),
+        "--markdown",
+        str(tmp_path / "r.md"),
     ]
+    with pytest.raises(RuntimeError, match="the limit broke"):
+        main([*TINY, "--rungs", "0-2", *files])
+    assert on_disk == {0: None, 1: [0], 2: [0, 1]}
+    r = json.loads(out.read_text())
+    assert [row["rung"] for row in r["rows"]] == [0, 1, 2]
+    assert r["rows"][1]["error"] == "RuntimeError: a bug in rung 1"
+    assert "rung 1 failed: RuntimeError: a bug in rung 1" in r["skipped"]
+    assert r["error"] == "RuntimeError: the limit broke" and r["complete"] is False
+    with (tmp_path / "r.csv").open() as f:
+        assert [int(row["rung"]) for row in csv.DictReader(f)] == [0, 1, 2]
+    assert "a bug in rung 1" in (tmp_path / "r.md").read_text()
 
 
 def test_profile_lists_the_top_rungs_operators(ladder):
@@ -232,3 +272,34 @@ def test_an_out_of_memory_rung_names_the_largest_batch_searched_after_freeing_it
     with pytest.raises(ValueError, match=re.escape(message)):
         main([*TINY, "--rungs", "0-2", "--no-limit"])
     assert searched == [(1, None)]
+
+
+def test_the_limit_is_timed_before_the_capturing_rungs_and_none_captures_after_a_refusal(
+    tmp_path, monkeypatch
+):
+    real_rung, real_limit, calls = train.run_rung, train.measure_limit, []
+
+    def run_rung(rung, w, **kw):
+        calls.append(rung.index)
+        if rung.index == 6:
+            raise CaptureFailed("operation not permitted when stream is capturing")
+        return real_rung(rung, w, **kw)
+
+    def measure_limit(*args, **kwargs):
+        calls.append("limit")
+        return real_limit(*args, **kwargs)
+
+    monkeypatch.setattr(train, "runnable", lambda rung, device: None)  # rungs 6-7 on the CPU
+    monkeypatch.setattr(train, "run_rung", run_rung)
+    monkeypatch.setattr(train, "measure_limit", measure_limit)
+    assert main([*TINY, "--rungs", "0,6,7", "--json", str(tmp_path / "r.json")]) == 0
+    assert calls == [0, "limit", 6]  # rung 7 is never built in the process rung 6 left
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert [row["rung"] for row in r["rows"]] == [0, 6, 7]
+    assert r["rows"][2]["skipped"] == "a capture was refused earlier in this process (rung 6)"
+    assert r["skipped"] == [
+        train.ORDER_NOTE,
+        "rung 6 failed: torch could not capture its graph "
+        "(operation not permitted when stream is capturing)",
+        "rung 7 skipped: a capture was refused earlier in this process (rung 6)",
+    ]
