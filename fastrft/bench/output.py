@@ -85,8 +85,10 @@ def write_markdown(
         f"- device: {env['device']}" + (f", driver {env['driver']}" if env.get("driver") else ""),
         f"- torch {env['torch']}, triton {env['triton']}, CUDA {env['cuda']}, "
         f"Python {env['python']}",
-        f"- fp32 math: matmul precision {env.get('float32_matmul_precision')}, cuDNN TF32 "
-        f"{'allowed' if env.get('cudnn_allow_tf32') else 'off'} (torch's defaults unless changed)",
+        f"- fp32 math: matmul precision {env.get('float32_matmul_precision')} (matmul TF32 "
+        f"{'allowed' if env.get('matmul_allow_tf32') else 'off'}), cuDNN TF32 "
+        f"{'allowed' if env.get('cudnn_allow_tf32') else 'off'} (torch's defaults unless changed; "
+        "a strict fp32 row turns both off for itself)",
         f"- date: {env['date']}; commit: {env['git_commit']}",
         f"- command: `{env['command']}`",
         "",
@@ -129,8 +131,8 @@ def load_result(path: Path) -> dict[str, Any]:
 
 def add_comparison(rows: list[dict[str, Any]], old: dict[str, Any]) -> None:
     """Set each row's "vs_old" to its images/s over the same-named row of an earlier result
-    (None where the earlier result has no such row)."""
+    (None where either result has no timed row of that name)."""
     before = {r.get("name"): r.get("images_per_s") for r in old["rows"]}
     for row in rows:
-        prev = before.get(row["name"])
-        row["vs_old"] = row["images_per_s"] / prev if prev else None
+        prev, now = before.get(row["name"]), row.get("images_per_s")
+        row["vs_old"] = now / prev if prev and now else None

@@ -12,9 +12,10 @@ from rich.console import Console
 
 from fastrft.engine.graphs import CaptureFailed
 
-from .flops import step_flops
+from .flops import counted_rung, step_flops
 from .ladder import (
     RUNGS,
+    STRICT_NAME,
     Rung,
     Workload,
     largest_batch_that_fits,
@@ -110,8 +111,8 @@ def run_ladder(
     ladder goes on, except that no rung captures again after a refused capture; an
     out-of-memory error is recorded, then ends the run with the largest batch that fits.
     Returns the rung whose capture was refused (``refused``, an earlier one, if none here)."""
-    for rung in rungs:
-        name = rung.name(w.amp_dtype)
+    for rung, strict in [(r, s) for r in rungs for s in (False, True) if not s or r.index == 0]:
+        name = STRICT_NAME if strict else rung.name(w.amp_dtype)
         console.print(f"rung {rung.index}: {name} ...", style="dim")
         row: dict[str, Any] = {"rung": rung.index, "name": name}
         if captures(rung) and refused is not None:
@@ -121,7 +122,8 @@ def run_ladder(
             continue
         oom = False
         try:
-            result = run_rung(rung, w, **counts, profile=rung.index == profile_rung)
+            top = rung.index == profile_rung and not strict
+            result = run_rung(rung, w, **counts, profile=top, strict=strict)
         except CaptureFailed as e:
             refused = rung.index
             row["error"] = f"torch could not capture its graph ({e})"
@@ -131,7 +133,7 @@ def run_ladder(
             row["error"] = f"{type(e).__name__}: {e}"
         else:
             row = result.as_dict()
-            part["profile"] = result.profile if rung.index == profile_rung else part["profile"]
+            part["profile"] = result.profile if top else part["profile"]
         part["rows"].append(row)
         if "error" in row:
             note(part, f"rung {rung.index} failed: {row['error']}", console, save)
@@ -171,6 +173,7 @@ TRAIN_COLUMNS = [
     ("p20-p80 ms", "spread", ""),
     ("peak GiB", "peak_memory_gib", ".1f"),
     ("x baseline", "speedup", ".2f"),
+    ("x strict fp32", "speedup_strict", ".2f"),
     ("of limit", "fraction_of_limit", ".0%"),
     ("TFLOP/s", "tflops", ".3g"),
     ("warm-up s", "warmup_s", ".1f"),
@@ -188,13 +191,29 @@ def measured(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if "median_ms" in r]
 
 
-def finish_rows(rows: list[dict[str, Any]], floor_ms: float | None, flops: int | None) -> None:
+def finish_rows(rows: list[dict[str, Any]], floor_ms: float | None, flops: dict[int, int]) -> None:
+    """Each timed row's ratios: TFLOP/s from ``flops`` (per counted rung, see
+    flops.counted_rung), speed-ups over both baselines, fraction of the limit."""
     timed_rows = measured(rows)
-    base = next((r["images_per_s"] for r in timed_rows if r["rung"] == 0), None)
+    base = {
+        strict: next(
+            (
+                r["images_per_s"]
+                for r in timed_rows
+                if r["rung"] == 0 and r["strict_fp32"] == strict
+            ),
+            None,
+        )
+        for strict in (False, True)
+    }
     for r in timed_rows:
-        r["tflops"] = flops / (r["median_ms"] / 1e3) / 1e12 if flops else None
+        r["flops_per_step"] = flops.get(counted_rung(RUNGS[r["rung"]]).index)
+        r["tflops"] = (
+            r["flops_per_step"] / (r["median_ms"] / 1e3) / 1e12 if r["flops_per_step"] else None
+        )
         r["spread"] = f"{r['p20_ms']:.1f}-{r['p80_ms']:.1f}"
-        r["speedup"] = r["images_per_s"] / base if base else None
+        r["speedup"] = r["images_per_s"] / base[False] if base[False] else None
+        r["speedup_strict"] = r["images_per_s"] / base[True] if base[True] else None
         r["fraction_of_limit"] = floor_ms / r["median_ms"] if floor_ms else None
 
 
@@ -205,10 +224,18 @@ def train_notes(result: dict[str, Any], device: torch.device) -> list[str]:
             "on a CPU, bf16 is mostly emulated and nothing is captured: the ladder and the "
             "limit check the machinery, they say nothing about a GPU"
         )
-    if result["flops_per_step"] is not None:
+    for rung, flops in sorted(result["flops_per_step"].items()):
+        which = "the baseline's attack" if rung == 0 else "fastrft's attack"
         notes.append(
-            f"arithmetic: {result['flops_per_step'] / 1e9:,.3g} GFLOP per step (matrix products "
-            "and convolutions of one eager step, forward and backward; TFLOP/s = that / step time)"
+            f"arithmetic at rungs {rung}-{rung + 3} ({which}): {flops / 1e9:,.3g} GFLOP per step "
+            f"(matrix products and convolutions of one eager step of rung {rung}, forward and "
+            "backward; TFLOP/s = that / step time)"
+        )
+    if any(r.get("strict_fp32") for r in result["rows"]):
+        notes.append(
+            "rung 0 runs twice: with PyTorch's defaults (the speed-up's base) and in strict fp32 "
+            "(TF32 off for matmuls and cuDNN during that row only; the x strict fp32 column's "
+            "base); the environment records the TF32 settings"
         )
     limit = result["limit"]
     if limit:
@@ -243,7 +270,7 @@ def bench_train(
     counts = timing_counts(args, w.device)
     part: Part = {
         "rows": [],
-        "flops_per_step": None,
+        "flops_per_step": {},
         "limit": None,
         "projection": None,
         "skipped": skipped,
@@ -263,7 +290,8 @@ def bench_train(
     safe = [r for r in rungs if not captures(r)]
     refused = run_ladder(w, safe, counts, console, part, checkpoint, profile_rung)
     console.print("counting the step's FLOPs ...", style="dim")
-    part["flops_per_step"] = step_flops(w)  # one rung-0 step: it ran (fits) when rung 0 did
+    for counted in sorted({counted_rung(r) for r in rungs}, key=lambda r: r.index):
+        part["flops_per_step"][counted.index] = step_flops(w, counted)
     if not args.no_limit:
         console.print("limit: T_train, T_grad, T_fwd ...", style="dim")
         part["limit"] = measure_limit(w, compile=args.compile, **counts).as_dict()
