@@ -96,6 +96,11 @@ ORDER_NOTE = (
 )
 
 
+def rows_to_time(rungs: list[Rung]) -> list[tuple[Rung, bool]]:
+    """(rung, strict fp32) per row: rung 0 twice, with PyTorch's defaults and then strict."""
+    return [(r, strict) for r in rungs for strict in (False, True) if not strict or r.index == 0]
+
+
 def run_ladder(
     w: Workload,
     rungs: list[Rung],
@@ -111,7 +116,7 @@ def run_ladder(
     ladder goes on, except that no rung captures again after a refused capture; an
     out-of-memory error is recorded, then ends the run with the largest batch that fits.
     Returns the rung whose capture was refused (``refused``, an earlier one, if none here)."""
-    for rung, strict in [(r, s) for r in rungs for s in (False, True) if not s or r.index == 0]:
+    for rung, strict in rows_to_time(rungs):
         name = STRICT_NAME if strict else rung.name(w.amp_dtype)
         console.print(f"rung {rung.index}: {name} ...", style="dim")
         row: dict[str, Any] = {"rung": rung.index, "name": name}
@@ -120,9 +125,8 @@ def run_ladder(
             part["rows"].append(row)
             note(part, f"rung {rung.index} skipped: {row['skipped']}", console, save)
             continue
-        oom = False
+        oom, top = False, rung.index == profile_rung and not strict
         try:
-            top = rung.index == profile_rung and not strict
             result = run_rung(rung, w, **counts, profile=top, strict=strict)
         except CaptureFailed as e:
             refused = rung.index
