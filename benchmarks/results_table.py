@@ -34,7 +34,7 @@ def _targets(r: dict[str, Any]) -> str:
 
 
 def train_row(r: dict[str, Any]) -> list[str]:
-    rows = r["rows"]
+    rows = [x for x in r["rows"] if x.get("images_per_s")]  # timed (not failed or skipped)
     base = next((x for x in rows if x["rung"] == 0), None)
     top = rows[-1]
     proj = r.get("projection")

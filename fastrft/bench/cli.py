@@ -18,6 +18,7 @@ from .environment import environment
 from .ladder import Workload
 from .options import parser
 from .output import (
+    Column,
     add_comparison,
     load_result,
     print_result,
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """The benchmark the parsed options ask for: print it, and write the files asked for."""
+    """The benchmark the parsed options ask for: print it, and write the files asked for
+    (in train mode also after each rung, and with the error of an exception that ends it)."""
     # a file or a CI log gets the whole table rather than 80 squeezed columns
     console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
     preset = args.preset or default_preset(args.overrides, torch.cuda.is_available())
@@ -88,6 +90,12 @@ def run(args: argparse.Namespace) -> int:
     targets = resolve_targets(args, config_targets(cfg, args.mode))
     if args.compare is not None:
         old = load_result(args.compare)  # a bad file fails now, not after minutes of timing
+    env = environment(device)
+    record = {**cfg.record(preset), "amp": args.amp_dtype, "describe": w.describe()}
+
+    def assemble(part: dict[str, Any]) -> dict[str, Any]:
+        return {"mode": args.mode, "environment": env, "workload": record, **part}
+
     if args.mode == "attack":
         from .attack import bench_attack, columns, notes
 
@@ -95,17 +103,24 @@ def run(args: argparse.Namespace) -> int:
         cols, lines = columns(part), notes(part)
     else:
         shape = RunShape.paper(cfg.images, cfg.epochs) if cfg.images and cfg.epochs else None
-        part = bench_train(args, shape, w, console)
-        cols, lines = (
-            TRAIN_COLUMNS,
-            train_notes({**part, "workload": {"amp": args.amp_dtype}}, device),
-        )
-    result: dict[str, Any] = {
-        "mode": args.mode,
-        "environment": environment(device),
-        "workload": {**cfg.record(preset), "amp": args.amp_dtype, "describe": w.describe()},
-        **part,
-    }
+        latest: dict[str, Any] = {}
+
+        def train_lines(part: dict[str, Any]) -> list[str]:
+            return train_notes({**part, "workload": {"amp": args.amp_dtype}}, device)
+
+        def save(part: dict[str, Any]) -> None:
+            latest.update(part, complete=False)
+            write_files(args, assemble(latest), TRAIN_COLUMNS, train_lines(latest))
+
+        try:
+            part = bench_train(args, shape, w, console, save)
+        except Exception as e:
+            if latest:  # what was measured stays on disk, with why the run ended
+                latest["skipped"] = [*latest["skipped"], f"ended by {type(e).__name__}: {e}"]
+                save({"error": f"{type(e).__name__}: {e}"})
+            raise
+        cols, lines = TRAIN_COLUMNS, train_lines(part)
+    result = assemble({**part, "complete": True})
     checks = checks_for(args.mode, result, targets)
     result["targets"] = [c.as_dict() for c in checks]
     lines = [*lines, *(c.line() for c in checks)]
@@ -113,10 +128,17 @@ def run(args: argparse.Namespace) -> int:
         add_comparison(result["rows"], old)
         cols = [*cols, (f"vs {args.compare.name}", "vs_old", ".2f")]
     print_result(console, f"fastrft bench --mode {args.mode}", result, cols, lines)
+    write_files(args, result, cols, lines)
+    return 0
+
+
+def write_files(
+    args: argparse.Namespace, result: dict[str, Any], cols: list[Column], lines: list[str]
+) -> None:
+    """The JSON, CSV and markdown files asked for, each written whole (fastrft.atomic)."""
     if args.json:
         write_json(result, args.json)
     if args.csv:
         write_csv(result["rows"], args.csv)
     if args.markdown:
         write_markdown(result, cols, lines, args.markdown)
-    return 0

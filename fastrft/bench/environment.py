@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import platform
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,29 @@ def device_name(device: torch.device) -> str:
     return f"cpu: {_cpu_name()}"
 
 
+def fp32_math() -> dict[str, Any]:
+    """What "fp32" means now: cuDNN convolutions may use TF32 (torch's default), matmuls only
+    at a float32_matmul_precision below "highest" (matmul_allow_tf32 says the same)."""
+    return {
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+    }
+
+
+@contextlib.contextmanager
+def strict_fp32() -> Iterator[None]:
+    """TF32 off for matmuls and cuDNN inside, the settings as they were after."""
+    saved = fp32_math()
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(saved["float32_matmul_precision"])
+        torch.backends.cudnn.allow_tf32 = saved["cudnn_allow_tf32"]
+
+
 def environment(device: torch.device) -> dict[str, Any]:
     """Device, driver and versions, the date and the command: stored with every result."""
     try:
@@ -77,10 +102,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_threads": torch.get_num_threads(),
-        # what "fp32" means for the baseline: cuDNN convolutions may use TF32 (torch's
-        # default), matmuls only at a float32_matmul_precision below "highest"
-        "float32_matmul_precision": torch.get_float32_matmul_precision(),
-        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        **fp32_math(),  # what "fp32" means for the defaults baseline
         "triton_interpret": os.environ.get("TRITON_INTERPRET", "0") == "1",
         # a copy of the tree without .git (the lent GPU machine's) passes it as GIT_COMMIT
         "git_commit": _git("rev-parse", "HEAD") or os.environ.get("GIT_COMMIT"),

@@ -18,6 +18,7 @@ labels.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -39,6 +40,7 @@ from fastrft.models import build_model
 from fastrft.objectives import Objective, make_objective
 
 from .baseline import apgd_baseline, pgd_baseline
+from .environment import strict_fp32
 from .profile import top_operators
 from .telemetry import Telemetry, TelemetrySampler
 from .timing import Timing, time_calls, timed
@@ -54,6 +56,7 @@ RUNG_NAMES = (
     "+ CUDA graphs",
     "+ whole step in one graph",
 )
+STRICT_NAME = "eager fp32, TF32 off (strict baseline)"
 AMP_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
@@ -122,6 +125,8 @@ class RungResult:
     energy_per_image_j: float | None
     calls: int
     compiled_graphs: int  # graphs torch.compile built for the rung (0: not compiled)
+    strict_fp32: bool = False
+    """Timed with TF32 off for matmuls and cuDNN (rung 0's strict row)."""
     profile: list[dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -247,21 +252,24 @@ def measure(
     return Measurement(timing, warmup_s, peak, tel, per_image, calls)
 
 
-def run_rung(rung: Rung, w: Workload, *, profile: bool = False, **counts: Any) -> RungResult:
+def run_rung(
+    rung: Rung, w: Workload, *, profile: bool = False, strict: bool = False, **counts: Any
+) -> RungResult:
     """Build the rung's step (compilation and capture happen in its warm-up) and time it
     (``counts``: measure's warmup, calls, repeats, repeat_s); with ``profile``, also list
-    the operators its time goes to."""
+    the operators its time goes to; with ``strict``, all of it with TF32 off."""
     compiles = CompileCounter()
     try:
-        step = training_step(rung, w)
-        m = measure(step, w, **counts)
-        ops = top_operators(step, w.device) if profile else None
+        with strict_fp32() if strict else contextlib.nullcontext():
+            step = training_step(rung, w)
+            m = measure(step, w, **counts)
+            ops = top_operators(step, w.device) if profile else None
     finally:
         step = None
         release(w.device)
     return RungResult(
         rung=rung.index,
-        name=rung.name(w.amp_dtype),
+        name=STRICT_NAME if strict else rung.name(w.amp_dtype),
         timing=m.timing,
         images_per_s=w.batch_size / (m.timing.median_ms / 1e3),
         warmup_s=m.warmup_s,
@@ -270,6 +278,7 @@ def run_rung(rung: Rung, w: Workload, *, profile: bool = False, **counts: Any) -
         energy_per_image_j=m.energy_per_image_j,
         calls=m.calls,
         compiled_graphs=compiles.count(),
+        strict_fp32=strict,
         profile=ops,
     )
 

@@ -13,6 +13,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from fastrft import atomic
+
 Column = tuple[str, str, str]  # header, row key, format spec ("" for str())
 
 
@@ -83,8 +85,10 @@ def write_markdown(
         f"- device: {env['device']}" + (f", driver {env['driver']}" if env.get("driver") else ""),
         f"- torch {env['torch']}, triton {env['triton']}, CUDA {env['cuda']}, "
         f"Python {env['python']}",
-        f"- fp32 math: matmul precision {env.get('float32_matmul_precision')}, cuDNN TF32 "
-        f"{'allowed' if env.get('cudnn_allow_tf32') else 'off'} (torch's defaults unless changed)",
+        f"- fp32 math: matmul precision {env.get('float32_matmul_precision')} (matmul TF32 "
+        f"{'allowed' if env.get('matmul_allow_tf32') else 'off'}), cuDNN TF32 "
+        f"{'allowed' if env.get('cudnn_allow_tf32') else 'off'} (torch's defaults unless changed; "
+        "a strict fp32 row turns both off for itself)",
         f"- date: {env['date']}; commit: {env['git_commit']}",
         f"- command: `{env['command']}`",
         "",
@@ -96,18 +100,18 @@ def write_markdown(
         lines += ["", "Where the top rung's step goes:", ""]
         lines += _markdown_table(result["profile"], PROFILE_COLUMNS)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    atomic.write_text(path, "\n".join(lines) + "\n")
 
 
 def write_json(result: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1) + "\n")
+    atomic.write_text(path, json.dumps(result, indent=1) + "\n")
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     keys = list(dict.fromkeys(k for row in rows for k in row))
-    with path.open("w", newline="") as f:
+    with atomic.atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
@@ -127,8 +131,8 @@ def load_result(path: Path) -> dict[str, Any]:
 
 def add_comparison(rows: list[dict[str, Any]], old: dict[str, Any]) -> None:
     """Set each row's "vs_old" to its images/s over the same-named row of an earlier result
-    (None where the earlier result has no such row)."""
+    (None where either result has no timed row of that name)."""
     before = {r.get("name"): r.get("images_per_s") for r in old["rows"]}
     for row in rows:
-        prev = before.get(row["name"])
-        row["vs_old"] = row["images_per_s"] / prev if prev else None
+        prev, now = before.get(row["name"]), row.get("images_per_s")
+        row["vs_old"] = now / prev if prev and now else None

@@ -70,7 +70,7 @@ def _top_ops(profile: list[dict[str, Any]] | None, n: int = 3) -> str:
 
 
 def train_checks(result: dict[str, Any], targets: dict[str, float]) -> list[Check]:
-    rows = result["rows"]
+    rows = [r for r in result["rows"] if r.get("images_per_s")]  # the rungs that were timed
     if not rows:
         return []
     top, base = rows[-1], next((r for r in rows if r["rung"] == 0), None)

@@ -4,6 +4,7 @@ projected at the top rung's speed, and the table and notes they print as."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -11,9 +12,10 @@ from rich.console import Console
 
 from fastrft.engine.graphs import CaptureFailed
 
-from .flops import step_flops
+from .flops import counted_rung, step_flops
 from .ladder import (
     RUNGS,
+    STRICT_NAME,
     Rung,
     Workload,
     largest_batch_that_fits,
@@ -78,28 +80,78 @@ def timing_counts(args: argparse.Namespace, device: torch.device) -> dict[str, A
     return counts
 
 
+Part = dict[str, Any]  # the result so far: rows, notes ("skipped"), limit, profile, ...
+Save = Callable[[Part], None]
+
+
+def captures(rung: Rung) -> bool:
+    """Whether the rung captures CUDA graphs: a refused capture may leave torch's process
+    mid-capture, so such rungs run last, after the limit, and stop at the first refusal."""
+    return rung.has("graphs")
+
+
+ORDER_NOTE = (
+    "order: rungs without CUDA graphs, then the limit, then the rungs that capture (in the "
+    "same process); after a refused capture the later capturing rungs are skipped, not timed"
+)
+
+
+def rows_to_time(rungs: list[Rung]) -> list[tuple[Rung, bool]]:
+    """(rung, strict fp32) per row: rung 0 twice, with PyTorch's defaults and then strict."""
+    return [(r, strict) for r in rungs for strict in (False, True) if not strict or r.index == 0]
+
+
 def run_ladder(
-    w: Workload, rungs: list[Rung], counts: dict[str, int], console: Console, profile: bool
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None, list[str]]:
-    """(one row per rung, the top rung's operator profile if asked for, notes on rungs
-    whose CUDA graph torch could not capture)."""
-    rows, ops, failed = [], None, []
-    for rung in rungs:
-        console.print(f"rung {rung.index}: {rung.name(w.amp_dtype)} ...", style="dim")
-        top = profile and rung is rungs[-1]
-        try:
-            result = run_rung(rung, w, **counts, profile=top)
-        except CaptureFailed as e:
-            failed.append(f"rung {rung.index} failed: torch could not capture its graph ({e})")
-            console.print(failed[-1], style="yellow")
+    w: Workload,
+    rungs: list[Rung],
+    counts: dict[str, Any],
+    console: Console,
+    part: Part,
+    save: Save,
+    profile_rung: int | None,
+    refused: int | None = None,
+) -> int | None:
+    """Time ``rungs`` one by one into ``part`` (its "rows" and "skipped" notes), saving it after
+    each. A refused capture and any other error of a rung are recorded (row and note) and the
+    ladder goes on, except that no rung captures again after a refused capture; an
+    out-of-memory error is recorded, then ends the run with the largest batch that fits.
+    Returns the rung whose capture was refused (``refused``, an earlier one, if none here)."""
+    for rung, strict in rows_to_time(rungs):
+        name = STRICT_NAME if strict else rung.name(w.amp_dtype)
+        console.print(f"rung {rung.index}: {name} ...", style="dim")
+        row: dict[str, Any] = {"rung": rung.index, "name": name}
+        if captures(rung) and refused is not None:
+            row["skipped"] = f"a capture was refused earlier in this process (rung {refused})"
+            part["rows"].append(row)
+            note(part, f"rung {rung.index} skipped: {row['skipped']}", console, save)
             continue
-        except torch.cuda.OutOfMemoryError:
-            result = None  # searched below, once the traceback (holding the rung) is gone
-        if result is None:
+        oom, top = False, rung.index == profile_rung and not strict
+        try:
+            result = run_rung(rung, w, **counts, profile=top, strict=strict)
+        except CaptureFailed as e:
+            refused = rung.index
+            row["error"] = f"torch could not capture its graph ({e})"
+        except torch.cuda.OutOfMemoryError as e:
+            row["error"], oom = f"out of memory ({e})", True
+        except Exception as e:  # recorded, and the next rung builds its own model afresh
+            row["error"] = f"{type(e).__name__}: {e}"
+        else:
+            row = result.as_dict()
+            part["profile"] = result.profile if top else part["profile"]
+        part["rows"].append(row)
+        if "error" in row:
+            note(part, f"rung {rung.index} failed: {row['error']}", console, save)
+        else:
+            save(part)
+        if oom:  # searched here, once the traceback (holding the rung) is gone
             raise out_of_memory(rung, w)
-        rows.append(result.as_dict())
-        ops = result.profile if top else ops
-    return rows, ops, failed
+    return refused
+
+
+def note(part: Part, line: str, console: Console, save: Save) -> None:
+    part["skipped"].append(line)
+    console.print(line, style="yellow")
+    save(part)
 
 
 def out_of_memory(rung: Rung, w: Workload) -> ValueError:
@@ -125,6 +177,7 @@ TRAIN_COLUMNS = [
     ("p20-p80 ms", "spread", ""),
     ("peak GiB", "peak_memory_gib", ".1f"),
     ("x baseline", "speedup", ".2f"),
+    ("x strict fp32", "speedup_strict", ".2f"),
     ("of limit", "fraction_of_limit", ".0%"),
     ("TFLOP/s", "tflops", ".3g"),
     ("warm-up s", "warmup_s", ".1f"),
@@ -132,15 +185,39 @@ TRAIN_COLUMNS = [
     ("J/img", "energy_per_image_j", ".3f"),
     ("SM MHz", "sm_clock_mhz", ".0f"),
     ("util %", "utilization_pct", ".0f"),
+    ("failed", "error", ""),
+    ("skipped", "skipped", ""),
 ]
 
 
-def finish_rows(rows: list[dict[str, Any]], floor_ms: float | None, flops: int) -> None:
-    base = next((r["images_per_s"] for r in rows if r["rung"] == 0), None)
-    for r in rows:
-        r["tflops"] = flops / (r["median_ms"] / 1e3) / 1e12
+def measured(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows that were timed (not those that failed or were skipped)."""
+    return [r for r in rows if "median_ms" in r]
+
+
+def finish_rows(rows: list[dict[str, Any]], floor_ms: float | None, flops: dict[int, int]) -> None:
+    """Each timed row's ratios: TFLOP/s from ``flops`` (per counted rung, see
+    flops.counted_rung), speed-ups over both baselines, fraction of the limit."""
+    timed_rows = measured(rows)
+    base = {
+        strict: next(
+            (
+                r["images_per_s"]
+                for r in timed_rows
+                if r["rung"] == 0 and r["strict_fp32"] == strict
+            ),
+            None,
+        )
+        for strict in (False, True)
+    }
+    for r in timed_rows:
+        r["flops_per_step"] = flops.get(counted_rung(RUNGS[r["rung"]]).index)
+        r["tflops"] = (
+            r["flops_per_step"] / (r["median_ms"] / 1e3) / 1e12 if r["flops_per_step"] else None
+        )
         r["spread"] = f"{r['p20_ms']:.1f}-{r['p80_ms']:.1f}"
-        r["speedup"] = r["images_per_s"] / base if base else None
+        r["speedup"] = r["images_per_s"] / base[False] if base[False] else None
+        r["speedup_strict"] = r["images_per_s"] / base[True] if base[True] else None
         r["fraction_of_limit"] = floor_ms / r["median_ms"] if floor_ms else None
 
 
@@ -151,10 +228,19 @@ def train_notes(result: dict[str, Any], device: torch.device) -> list[str]:
             "on a CPU, bf16 is mostly emulated and nothing is captured: the ladder and the "
             "limit check the machinery, they say nothing about a GPU"
         )
-    notes.append(
-        f"arithmetic: {result['flops_per_step'] / 1e9:,.3g} GFLOP per step (matrix products "
-        "and convolutions of one eager step, forward and backward; TFLOP/s = that / step time)"
-    )
+    for rung, flops in sorted(result["flops_per_step"].items()):
+        which = "the baseline's attack" if rung == 0 else "fastrft's attack"
+        notes.append(
+            f"arithmetic at rungs {rung}-{rung + 3} ({which}): {flops / 1e9:,.3g} GFLOP per step "
+            f"(matrix products and convolutions of one eager step of rung {rung}, forward and "
+            "backward; TFLOP/s = that / step time)"
+        )
+    if any(r.get("strict_fp32") for r in result["rows"]):
+        notes.append(
+            "rung 0 runs twice: with PyTorch's defaults (the speed-up's base) and in strict fp32 "
+            "(TF32 off for matmuls and cuDNN during that row only; the x strict fp32 column's "
+            "base); the environment records the TF32 settings"
+        )
     limit = result["limit"]
     if limit:
         kind = "compiled" if limit["compiled"] else "eager (--no-compile)"
@@ -176,34 +262,52 @@ def train_notes(result: dict[str, Any], device: torch.device) -> list[str]:
 
 
 def bench_train(
-    args: argparse.Namespace, run: RunShape | None, w: Workload, console: Console
-) -> dict[str, Any]:
+    args: argparse.Namespace,
+    run: RunShape | None,
+    w: Workload,
+    console: Console,
+    save: Save = lambda part: None,
+) -> Part:
     """The ladder's rows, the limit (unless --no-limit) and ``run`` projected at the top
-    rung's speed."""
+    rung's speed; ``save`` gets the result so far after each rung and after the limit."""
     rungs, skipped = parse_rungs(args.rungs, w.device, args.compile)
     counts = timing_counts(args, w.device)
-    rows, ops, failed = run_ladder(w, rungs, counts, console, args.profile)
+    part: Part = {
+        "rows": [],
+        "flops_per_step": {},
+        "limit": None,
+        "projection": None,
+        "skipped": skipped,
+        "timing": counts,
+        "profile": None,
+    }
+
+    def checkpoint(part: Part) -> None:  # with the rows' ratios as far as they are known
+        limit = part["limit"]
+        finish_rows(part["rows"], limit["floor_ms"] if limit else None, part["flops_per_step"])
+        save(part)
+
+    profile_rung = rungs[-1].index if args.profile and rungs else None
+    risky = [r for r in rungs if captures(r)]
+    if risky:
+        part["skipped"].append(ORDER_NOTE)
+    safe = [r for r in rungs if not captures(r)]
+    refused = run_ladder(w, safe, counts, console, part, checkpoint, profile_rung)
     console.print("counting the step's FLOPs ...", style="dim")
-    flops = step_flops(w)  # one rung-0 step: it ran (fits) when rung 0 did
-    limit = None
+    for counted in sorted({counted_rung(r) for r in rungs}, key=lambda r: r.index):
+        part["flops_per_step"][counted.index] = step_flops(w, counted)
     if not args.no_limit:
         console.print("limit: T_train, T_grad, T_fwd ...", style="dim")
-        limit = measure_limit(w, compile=args.compile, **counts).as_dict()
-    finish_rows(rows, limit["floor_ms"] if limit else None, flops)
-    projection = None
-    if run is not None and rows:
-        top = rows[-1]
+        part["limit"] = measure_limit(w, compile=args.compile, **counts).as_dict()
+        checkpoint(part)
+    run_ladder(w, risky, counts, console, part, checkpoint, profile_rung, refused)
+    checkpoint(part)
+    timed_rows, limit = measured(part["rows"]), part["limit"]
+    if run is not None and timed_rows:
+        top = timed_rows[-1]
         clean_ms = limit["t_train_ms"] if limit else None
-        projection = {
+        part["projection"] = {
             **vars(run),
             **project(run, top["images_per_s"], clean_ms, w.batch_size).as_dict(),
         }
-    return {
-        "rows": rows,
-        "flops_per_step": flops,
-        "limit": limit,
-        "projection": projection,
-        "skipped": skipped + failed,
-        "timing": counts,
-        "profile": ops,
-    }
+    return part

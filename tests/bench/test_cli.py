@@ -10,8 +10,10 @@ import types
 import pytest
 import torch
 
+from fastrft.bench import ladder as ladder_module
 from fastrft.bench import train
 from fastrft.bench.cli import main
+from fastrft.bench.ladder import training_step
 from fastrft.engine.graphs import CaptureFailed
 
 TINY = ["--preset", "tiny", "--no-compile", "--iters", "1", "--repeats", "2", "--warmup", "1"]
@@ -28,7 +30,8 @@ def ladder(tmp_path_factory):
 def test_ladder_rows_limit_and_files(ladder):
     result, out = ladder
     rows = result["rows"]
-    assert [r["rung"] for r in rows] == [0, 1, 2, 3, 4]  # 5: --no-compile, 6-7: no GPU
+    # 0 twice (PyTorch's defaults, strict fp32); 5: --no-compile, 6-7: no GPU
+    assert [r["rung"] for r in rows] == [0, 0, 1, 2, 3, 4]
     assert result["skipped"] == [
         "rung 5 skipped: --no-compile",
         "rung 6 skipped: CUDA graphs need a CUDA GPU",
@@ -50,11 +53,12 @@ def test_ladder_rows_limit_and_files(ladder):
     assert result["workload"]["model"] == "tiny_cnn" and result["workload"]["steps"] == 2
     with (out / "r.csv").open() as f:
         table = list(csv.DictReader(f))
-    assert [int(r["rung"]) for r in table] == [0, 1, 2, 3, 4]
+    assert [int(r["rung"]) for r in table] == [0, 0, 1, 2, 3, 4]
     assert float(table[2]["images_per_s"]) == pytest.approx(rows[2]["images_per_s"])
     md = (out / "r.md").read_text()
     assert env["device"] in md and env["torch"] in md and env["command"] in md
-    assert f"matmul precision {torch.get_float32_matmul_precision()}, cuDNN TF32" in md
+    precision, matmul_tf32 = torch.get_float32_matmul_precision(), env["matmul_allow_tf32"]
+    assert f"matmul precision {precision} (matmul TF32 {'allowed' if matmul_tf32 else 'off'})" in md
     # two tables, each with a header and a separator line
     assert md.count("\n| ") == len(rows) + 2 + len(result["profile"]) + 2
 
@@ -70,11 +74,51 @@ def test_a_rung_torch_cannot_capture_is_a_note_and_the_ladder_goes_on(tmp_path, 
     monkeypatch.setattr(train, "run_rung", run_rung)
     assert main([*TINY, "--rungs", "0-2", "--no-limit", "--json", str(tmp_path / "r.json")]) == 0
     r = json.loads((tmp_path / "r.json").read_text())
-    assert [row["rung"] for row in r["rows"]] == [0, 2]
-    assert r["skipped"] == [
-        "rung 1 failed: torch could not capture its graph "
-        "(operation not permitted when stream is capturing)"
+    assert [row["rung"] for row in r["rows"]] == [0, 0, 1, 2]  # 0: defaults, strict fp32
+    failed = "torch could not capture its graph (operation not permitted when stream is capturing)"
+    assert r["rows"][2]["error"] == failed and "median_ms" not in r["rows"][2]
+    assert r["skipped"] == [f"rung 1 failed: {failed}"]
+    assert r["rows"][3]["speedup"] is not None and r["complete"]
+
+
+def test_each_rung_is_on_disk_before_the_next_and_an_error_ends_with_the_rows_so_far(
+    tmp_path, monkeypatch
+):
+    real, out = train.run_rung, tmp_path / "r.json"
+    on_disk = {}
+
+    def run_rung(rung, w, **kw):
+        on_disk[rung.index] = (
+            [row["rung"] for row in json.loads(out.read_text())["rows"]] if (out.exists()) else None
+        )
+        if rung.index == 1:
+            raise RuntimeError("a bug in rung 1")
+        return real(rung, w, **kw)
+
+    def measure_limit(*args, **kwargs):
+        raise RuntimeError("the limit broke")
+
+    monkeypatch.setattr(train, "run_rung", run_rung)
+    monkeypatch.setattr(train, "measure_limit", measure_limit)
+    files = [
+        "--json",
+        str(out),
+        "--csv",
+        str(tmp_path / "r.csv"),
+        "--markdown",
+        str(tmp_path / "r.md"),
     ]
+    with pytest.raises(RuntimeError, match="the limit broke"):
+        main([*TINY, "--rungs", "0-2", *files])
+    assert on_disk == {0: [0], 1: [0, 0], 2: [0, 0, 1]}  # rung 0 twice: defaults, strict fp32
+    r = json.loads(out.read_text())
+    assert [row["rung"] for row in r["rows"]] == [0, 0, 1, 2]
+    assert r["rows"][2]["error"] == "RuntimeError: a bug in rung 1"
+    assert "rung 1 failed: RuntimeError: a bug in rung 1" in r["skipped"]
+    assert r["error"] == "RuntimeError: the limit broke" and r["complete"] is False
+    with (tmp_path / "r.csv").open() as f:
+        assert [int(row["rung"]) for row in csv.DictReader(f)] == [0, 0, 1, 2]
+    assert "a bug in rung 1" in (tmp_path / "r.md").read_text()
 
 
 def test_profile_lists_the_top_rungs_operators(ladder):
@@ -105,7 +149,7 @@ def test_compare_with_an_earlier_result(ladder, tmp_path, capsys):
     )
     new = json.loads((tmp_path / "new.json").read_text())
     before = {r["name"]: r["images_per_s"] for r in old["rows"]}
-    assert [r["rung"] for r in new["rows"]] == [0, 3]
+    assert [r["rung"] for r in new["rows"]] == [0, 0, 3]
     for r in new["rows"]:
         assert r["vs_old"] == pytest.approx(r["images_per_s"] / before[r["name"]])
     assert new["limit"] is None
@@ -232,3 +276,98 @@ def test_an_out_of_memory_rung_names_the_largest_batch_searched_after_freeing_it
     with pytest.raises(ValueError, match=re.escape(message)):
         main([*TINY, "--rungs", "0-2", "--no-limit"])
     assert searched == [(1, None)]
+
+
+def test_the_limit_is_timed_before_the_capturing_rungs_and_none_captures_after_a_refusal(
+    tmp_path, monkeypatch
+):
+    real_rung, real_limit, calls = train.run_rung, train.measure_limit, []
+
+    def run_rung(rung, w, **kw):
+        calls.append(rung.index)
+        if rung.index == 6:
+            raise CaptureFailed("operation not permitted when stream is capturing")
+        return real_rung(rung, w, **kw)
+
+    def measure_limit(*args, **kwargs):
+        calls.append("limit")
+        return real_limit(*args, **kwargs)
+
+    monkeypatch.setattr(train, "runnable", lambda rung, device: None)  # rungs 6-7 on the CPU
+    monkeypatch.setattr(train, "run_rung", run_rung)
+    monkeypatch.setattr(train, "measure_limit", measure_limit)
+    assert main([*TINY, "--rungs", "0,6,7", "--json", str(tmp_path / "r.json")]) == 0
+    assert calls == [0, 0, "limit", 6]  # rung 7 is never built in the process rung 6 left
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert [row["rung"] for row in r["rows"]] == [0, 0, 6, 7]
+    assert r["rows"][3]["skipped"] == "a capture was refused earlier in this process (rung 6)"
+    assert r["skipped"] == [
+        train.ORDER_NOTE,
+        "rung 6 failed: torch could not capture its graph "
+        "(operation not permitted when stream is capturing)",
+        "rung 7 skipped: a capture was refused earlier in this process (rung 6)",
+    ]
+
+
+def tf32() -> tuple[str, bool, bool]:
+    return (
+        torch.get_float32_matmul_precision(),
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+    )
+
+
+@pytest.fixture
+def tf32_on():
+    before = tf32()
+    torch.set_float32_matmul_precision("high")
+    torch.backends.cudnn.allow_tf32 = True
+    yield tf32()
+    torch.set_float32_matmul_precision(before[0])
+    torch.backends.cudnn.allow_tf32 = before[2]
+
+
+def test_a_strict_fp32_baseline_row_beside_the_defaults_row(tf32_on, tmp_path, monkeypatch):
+    real, seen = train.run_rung, []
+
+    def run_rung(rung, w, **kw):
+        result = real(rung, w, **kw)
+        seen.append((rung.index, kw.get("strict", False), tf32()))
+        return result
+
+    def build(rung, w):  # the flags as the step is built and timed, inside run_rung
+        seen.append(("built", rung.index, tf32()))
+        return training_step(rung, w)
+
+    monkeypatch.setattr(train, "run_rung", run_rung)
+    monkeypatch.setattr(ladder_module, "training_step", build)
+    out = ["--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md")]
+    assert main([*TINY, "--rungs", "0-1", "--no-limit", *out]) == 0
+    assert tf32() == tf32_on == ("high", True, True)  # restored after the strict row
+    assert seen == [
+        ("built", 0, tf32_on),
+        (0, False, tf32_on),
+        ("built", 0, ("highest", False, False)),
+        (0, True, tf32_on),
+        ("built", 1, tf32_on),
+        (1, False, tf32_on),
+    ]
+    r = json.loads((tmp_path / "r.json").read_text())
+    rows = r["rows"]
+    assert [(row["rung"], row["strict_fp32"]) for row in rows] == [
+        (0, False),
+        (0, True),
+        (1, False),
+    ]
+    assert rows[1]["name"] == "eager fp32, TF32 off (strict baseline)"
+    assert rows[2]["speedup_strict"] == pytest.approx(
+        rows[2]["images_per_s"] / rows[1]["images_per_s"]
+    )
+    env = r["environment"]
+    assert (env["float32_matmul_precision"], env["matmul_allow_tf32"], env["cudnn_allow_tf32"]) == (
+        "high",
+        True,
+        True,
+    )
+    md = (tmp_path / "r.md").read_text()
+    assert "matmul TF32 allowed), cuDNN TF32 allowed" in md and "TF32 off (strict" in md

@@ -1,11 +1,12 @@
 """FLOP counting: the formulas' totals for known layers, backward passes included, and a
 training step's count growing by one input-gradient pass per attack step."""
 
+import pytest
 import torch
 from torch import nn
 
 from fastrft.bench.flops import count_flops, step_flops
-from fastrft.bench.ladder import fresh_model, random_batch
+from fastrft.bench.ladder import RUNGS, fresh_model, random_batch
 from tests.bench.test_ladder import workload
 
 
@@ -28,4 +29,18 @@ def test_each_attack_step_adds_one_input_gradient_pass():
     x.requires_grad_()
     one_pass = count_flops(lambda: torch.autograd.grad(model(x).sum(), [x]))
     assert one_pass > 0
-    assert step_flops(w4) - step_flops(w2) == 2 * one_pass
+    assert step_flops(w4, RUNGS[0]) - step_flops(w2, RUNGS[0]) == 2 * one_pass
+
+
+@pytest.mark.parametrize("name", ["apgd", "pgd"])
+def test_a_rung_counts_its_own_attacks_passes(name):
+    """AutoAttack's APGD (the baseline, rungs 0-3) takes one input gradient more than
+    fastrft's (rungs 4-7: its registry's passes); PGD takes as many either way."""
+    w = workload(name, steps=4)
+    model = fresh_model(w).eval()
+    x, _ = random_batch(w, channels_last=False)
+    x.requires_grad_()
+    one_pass = count_flops(lambda: torch.autograd.grad(model(x).sum(), [x]))
+    extra = {"apgd": one_pass, "pgd": 0}[name]
+    assert step_flops(w, RUNGS[0]) - step_flops(w, RUNGS[4]) == extra
+    assert step_flops(w, RUNGS[3]) == step_flops(w, RUNGS[0])  # levers keep the arithmetic
