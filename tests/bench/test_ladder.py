@@ -111,7 +111,7 @@ def test_whole_step_rung_captures_the_engines_step(updates, crafted, monkeypatch
             return self.step(*inputs)
 
     monkeypatch.setattr(step_module, "capture_step", Capture)
-    monkeypatch.setattr(torch, "compile", lambda model: model)
+    monkeypatch.setattr(torch, "compile", lambda model, **options: model)
     step = training_step(RUNGS[7], workload("apgd"))
     step()
     step()
@@ -177,7 +177,9 @@ def test_the_ladder_times_the_trainers_own_step(tmp_path, monkeypatch):
     trainer._train_epoch(0)
     assert spy.ran == [trainer.train_step] * len(trainer.train_loader)
 
-    monkeypatch.setattr(torch, "compile", lambda model: model)  # rung 5 on the CPU, quickly
+    monkeypatch.setattr(
+        torch, "compile", lambda model, **options: model
+    )  # rung 5 on the CPU, quickly
     w = workload()
     for rung in RUNGS:
         spy.clear()
