@@ -25,7 +25,7 @@ from .launch import Job, sigterm_interrupts, train_command
 from .ledger import FILE as LEDGER
 from .ledger import Ledger
 from .local import local_slots, run_local
-from .plan import Plan, check_root, locked, mark_root, mark_run, plan
+from .plan import Plan, check_root, failed_on_bad_input, locked, mark_root, mark_run, plan
 from .rundir import LOG
 from .spec import Run, SweepSpec, check_runs, load_spec
 from .tracker import Outcome, Tracker
@@ -113,7 +113,7 @@ def main(argv: Sequence[str]) -> int:
     check_runs(spec, runs)
     check_root(spec, runs)
     if args.dry_run:
-        _list(spec, runs)
+        _list(spec, runs, args.retry_failed)
         return 0
     with _ray(args) if args.backend == "ray" else nullcontext(), locked(spec.root):
         mark_root(spec)
@@ -220,11 +220,23 @@ def _earlier(run_id: str, work: Plan) -> Outcome:
     return Outcome("done", results=work.finished.get(run_id))
 
 
-def _list(spec: SweepSpec, runs: list[Run]) -> None:
+def _list(spec: SweepSpec, runs: list[Run], retry_failed: bool) -> None:
+    """The plan a sweep would follow, read without writing: its ledger (a run that failed on
+    bad input under its present config is skipped, as the sweep skips it) and the results."""
+    ledger = spec.root / LEDGER
+    last = Ledger(ledger).last() if ledger.exists() else {}
+    skipped = 0
     for run in runs:
-        state = "done" if read_results(spec.root / run.id) is not None else "to run"
+        if read_results(spec.root / run.id) is not None:
+            state = "done"
+        elif not retry_failed and failed_on_bad_input(last.get(run.id, {}), run):
+            state, skipped = "skipped", skipped + 1
+        else:
+            state = "to run"
         print(f"{state:<7} {run.id}\n        {shlex.join(train_command(run, spec.root / run.id))}")
     print(f"{len(runs)} runs in {spec.root}")
+    if skipped:
+        print(f"{skipped} skipped: failed on bad input under the same config (--retry-failed)")
 
 
 def _tune(spec: SweepSpec, args: argparse.Namespace) -> int:

@@ -108,14 +108,14 @@ def plan(spec: SweepSpec, runs: Sequence[Run], ledger: Ledger, retry_failed: boo
             ledger.append(
                 run.id, "interrupted", attempt=attempt, note="the sweep stopped while it ran"
             )
-        if not retry_failed and _failed_on_bad_input(record, run):
+        if not retry_failed and failed_on_bad_input(record, run):
             refused[run.id] = record.get("error", "")
             continue
         todo.append(run)
     return Plan(todo, finished, refused)
 
 
-def _failed_on_bad_input(record: dict[str, Any], run: Run) -> bool:
+def failed_on_bad_input(record: dict[str, Any], run: Run) -> bool:
     """Whether the run's last attempt exited 2 under the config it has now."""
     return (
         record.get("state") == "failed"

@@ -190,3 +190,13 @@ def test_a_run_failing_on_bad_input_is_not_tried_again(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "2 runs, 1 done, 1 failed on bad input, 0 to run" in err
     assert "--retry-failed" in err
+
+    # the dry run lists the plan a rerun would follow (it used to call the cell "to run")
+    capsys.readouterr()
+    assert main(["sweep", str(path), "--dry-run"]) is None
+    listed = capsys.readouterr().out
+    assert "done    data=toy" in listed and "skipped data=broken" in listed, listed
+    assert "1 skipped: failed on bad input" in listed, listed
+    assert len(ledger(root)) == count  # a dry run writes nothing
+    main(["sweep", str(path), "--dry-run", "--retry-failed"])
+    assert "to run  data=broken" in capsys.readouterr().out
