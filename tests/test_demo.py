@@ -180,3 +180,22 @@ def test_module_entry_point_reports_bad_input():
         timeout=120,
     )
     assert run.returncode == 2 and "attack.eps" in run.stderr, run.stderr
+
+
+def test_every_preset_is_a_settings_file_with_labelled_methods():
+    from fastrft.demo_options import DEFAULT_PRESET, presets
+
+    assert DEFAULT_PRESET in presets() and "lite0-fashion" in presets()
+    for preset in presets():
+        s = demo.settings(preset)
+        assert s["finetune"] and s["quick"]["finetune"], preset
+        assert {"standard", "fix", "hinge"} <= set(s["methods"]), preset
+        assert all(m["label"] and "overrides" in m for m in s["methods"].values()), preset
+        assert ("weights" in s) != ("pretrain" in s), f"{preset}: one source of the backbone"
+
+
+def test_an_unknown_preset_is_refused_with_the_choices(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["demo", "--preset", "imagenet"])
+    assert exit_info.value.code == 2
+    assert "lite0-fashion" in capsys.readouterr().err
