@@ -7,7 +7,6 @@ import functools
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict
@@ -22,6 +21,7 @@ from fastrft.atomic import atomic_path
 from fastrft.config import ConfigError, RunConfig, load_config, shipped_settings
 from fastrft.demo_options import OPTION_KEYS, parse_args
 from fastrft.evaluate import delay_time, eps_grid
+from fastrft.paths import default_cache_dir
 from fastrft.report.demo import delay_threshold, percent, print_table, write_report
 from fastrft.toy import Glyphs, glyph_images
 
@@ -35,11 +35,6 @@ def settings() -> dict[str, Any]:
     """configs/demo.yaml: the demo's overrides (fine-tuning, pretraining, --quick) and its
     three methods."""
     return shipped_settings("demo.yaml")
-
-
-def default_cache_dir() -> Path:
-    """$FASTRFT_CACHE, else ~/.cache/fastrft."""
-    return Path(os.environ.get("FASTRFT_CACHE") or Path.home() / ".cache" / "fastrft")
 
 
 def pretrain_overrides(cfg: RunConfig, quick: bool) -> list[str]:
