@@ -118,3 +118,13 @@ def test_list_says_what_is_installed_and_imported_without_loading_torch(tmp_path
     lite1 = out.index(next(line for line in out if line.startswith("efficientnet-lite1:")))
     assert out[lite1 + 2] == f"  imported: {cached_file(tmp_path, 'efficientnet-lite1')}"
     assert out[-2].startswith("layouts for --file: efficientnet_pytorch: ")
+
+
+def test_import_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["weights", "import", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for word in ("--file", "--layout", "--model", "--name", "--force", "--cache-dir"):
+        assert word in out
+    assert "efficientnet-lite0" in out and "efficientnet_pytorch" in out
