@@ -23,7 +23,7 @@ from pathlib import Path
 
 from fastrft import attack_registry as attacks
 from fastrft.budgets import fraction_arg
-from fastrft.datasets import DATASETS
+from fastrft.datasets import DATASETS, IDX_DATASETS
 from fastrft.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED
 
 RESUMES = "interrupted: rerun the same command to resume from the last checkpoint"
@@ -168,18 +168,23 @@ def _parser() -> argparse.ArgumentParser:
         "convert",
         help="write OUT.train.beton and OUT.val.beton from a dataset",
         description="Convert an ImageFolder tree (ROOT/train/<class>, ROOT/val/<class>, or "
-        "ROOT/<class> split by --val-fraction), a CIFAR-10/100 python-batch folder or an .npz "
-        "file into FFCV files OUT.train.beton and OUT.val.beton; train with data.source=beton "
+        "ROOT/<class> split by --val-fraction), a CIFAR-10/100 python-batch folder, a folder "
+        "of IDX files (MNIST, Fashion-MNIST, EMNIST) or an .npz file into FFCV files "
+        "OUT.train.beton and OUT.val.beton; train with data.source=beton "
         "data.root=OUT.",
     )
     c.add_argument("src", help="the dataset: a folder or an .npz file")
     c.add_argument("out", help="the output stem: writes OUT.train.beton and OUT.val.beton")
     c.add_argument(
         "--source",
-        choices=("auto", "imagefolder", "cifar", "npz", *DATASETS),
+        choices=("auto", "imagefolder", "cifar", "npz", "idx", *IDX_DATASETS, *DATASETS),
         default="auto",
-        help="the source's layout (default: detected from the path); a dataset name reads "
-        "its authors' own layout: " + "; ".join(f"{k}: {v}" for k, v in DATASETS.items()),
+        help="the source's layout (default: detected from the path); idx: a folder of the "
+        "four MNIST-style IDX files (train-images-idx3-ubyte[.gz], ..., t10k-... as val); a "
+        "dataset name reads its authors' own layout: "
+        + "; ".join(f"{k}: {v.layout}" for k, v in IDX_DATASETS.items())
+        + "; "
+        + "; ".join(f"{k}: {v}" for k, v in DATASETS.items()),
     )
     c.add_argument(
         "--mode",

@@ -15,6 +15,7 @@ from rich.console import Console
 from fastrft import demo, toy
 from fastrft.cli import main as cli
 from fastrft.config import DataConfig, load_config
+from fastrft.data import build_loaders
 from fastrft.data.sources import load_dataset
 from fastrft.evaluate import eps_grid
 
@@ -36,15 +37,16 @@ def quick_demo(tmp_path_factory):
     return out, cache
 
 
-def test_digits_source_is_seeded_uint8_rgb_at_the_asked_size():
+def test_digits_source_is_seeded_grey_uint8_and_loaded_as_rgb_at_the_asked_size():
     cfg = DataConfig(source="digits", img_size=12, val_fraction=0.25)
     data = load_dataset(cfg, seed=3)
     assert data.num_classes == 10
     for split in (data.train, data.val):
-        assert split.images.dtype == torch.uint8 and split.images.shape[1:] == (3, 12, 12)
+        assert split.images.dtype == torch.uint8 and split.images.shape[1:] == (1, 8, 8)
         assert split.labels.dtype == torch.int64 and len(split.labels) == len(split.images)
         assert split.labels.min() >= 0 and split.labels.max() < 10
-        assert torch.equal(split.images[:, 0], split.images[:, 2]), "grey in three channels"
+    x, _ = next(iter(build_loaders(cfg, torch.device("cpu"), seed=3).val))
+    assert x.shape[1:] == (3, 12, 12) and torch.equal(x[:, 0], x[:, 2]), "grey in 3 channels"
     assert len(data.train.labels) + len(data.val.labels) == 1797
     assert len(data.val.labels) == round(0.25 * 1797)
     assert data.train.images.max() == 255 and data.train.images.min() == 0
