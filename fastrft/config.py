@@ -99,10 +99,11 @@ class DataConfig:
     it, or for beton the stem given to `fastrft data convert` (STEM.train.beton,
     STEM.val.beton). fashion_mnist defaults to /usr/share/datasets/fashion-mnist."""
     img_size: int = 16
-    """Side of the square images the model sees. Arrays (npz, cifar, idx, digits) stay in
-    memory at their own size, grey ones in one channel, and each batch is resized on the
-    device (bilinear, antialiased) and given three channels; image files are resized and
-    centre-cropped as they are read; FFCV's decoders resize .beton images."""
+    """Side of the square images the model sees. Arrays (npz, cifar, idx, digits) no larger
+    stay in memory at their own size, grey ones in one channel, and each batch is resized on
+    the device (bilinear, antialiased) and given three channels; larger arrays are shrunk
+    once at load, image files resized and centre-cropped as they are read; FFCV's decoders
+    resize .beton images."""
     train_images: int = 0
     """Train on this many training images (0: all): a seeded draw from the run's seed, equal
     shares per class, the same on resume; beton reads the same draw from its labels. For

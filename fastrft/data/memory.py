@@ -20,20 +20,23 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def pixels(batch: Tensor, size: int | None) -> Tensor:
-    """uint8 images (N, 1 or 3, h, w) as float RGB pixels in [0, 1] (N, 3, size, size).
+def resized(images: Tensor, size: int) -> Tensor:
+    """uint8 images (N, C, h, w) at size x size: bilinear, antialiased, rounded to uint8
+    levels; the images themselves when they are that size already."""
+    if images.shape[-2:] == (size, size):
+        return images
+    x = F.interpolate(
+        images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )
+    return x.round_().clamp_(0, 255).to(torch.uint8)
 
-    Resized (bilinear, antialiased) and rounded to whole uint8 levels, as resizing the stored
-    images once at load did: moving the resize onto each batch changed no pixel on the CPU.
-    No-op resize when the sizes match (or size is None); grey is repeated into 3 channels.
-    """
-    x = batch.float()
-    if size is not None and x.shape[-2:] != (size, size):
-        x = F.interpolate(
-            x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
-        )
-        x = x.round_().clamp_(0, 255)
-    x = x.div_(255)
+
+def pixels(batch: Tensor, size: int | None) -> Tensor:
+    """uint8 images (N, 1 or 3, h, w) as float RGB pixels in [0, 1] (N, 3, size, size; their
+    own size for None): ``resized``, as resizing the stored images once at load did, so
+    moving the resize onto each batch changed no pixel on the CPU; grey repeated to 3
+    channels."""
+    x = (batch if size is None else resized(batch, size)).float().div_(255)
     return x.expand(-1, 3, -1, -1).contiguous() if x.shape[1] == 1 else x
 
 

@@ -10,9 +10,10 @@ npz, imagefolder, cifar, idx, fashion_mnist, cub, aircraft, caltech256, imagenet
              converter's draw). Image files are resized (shorter side) and centre-cropped to
              data.img_size as they are read
 
-Arrays keep their own size and channels (C = 1 for grey): the in-memory loader resizes each
-batch to data.img_size on the device and gives it three channels (fastrft.data.memory), so
-60,000 grey 28x28 images hold 47 MB of device memory at any img_size. data.train_images and
+Arrays keep their channels (C = 1 for grey) and, unless larger than data.img_size (then
+shrunk here once), their size: the in-memory loader resizes each batch to data.img_size on
+the device and gives it three channels (fastrft.data.memory), so 60,000 grey 28x28 images
+hold 47 MB of device memory at any img_size. data.train_images and
 data.val_images cut each split to a seeded, class-stratified draw (fastrft.data.subsets),
 before any image file is decoded.
 """
@@ -30,6 +31,7 @@ from torch import Tensor
 from fastrft.config import DataConfig
 from fastrft.toy import toy_images
 
+from .memory import resized
 from .readers import ArraySplit, FileSplit, largest_label, load_source
 from .readers import Split as SourceSplit
 from .subsets import subset_indices
@@ -56,8 +58,9 @@ class Dataset:
 
 
 def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
-    """The configured source's two splits (arrays at their own size, image files at
-    cfg.img_size), cut to cfg.train_images and cfg.val_images where they are set."""
+    """The configured source's two splits (arrays at their own size unless larger than
+    cfg.img_size, image files at cfg.img_size), cut to cfg.train_images and cfg.val_images
+    where they are set."""
     loader = {"toy": _toy, "digits": _digits}.get(cfg.source, _from_reader)
     data = loader(cfg, seed)
     for name, split in (("train", data.train), ("val", data.val)):
@@ -110,11 +113,13 @@ def _drawn(train: S, val: S, cfg: DataConfig, seed: int) -> tuple[S, S]:
 
 
 def _tensors(split: SourceSplit, size: int) -> tuple[Tensor, Tensor]:
-    """A reader's split as uint8 (N, C, H, W) images (arrays as they are, image files at
-    size x size) and int64 labels."""
+    """A reader's split as uint8 (N, C, H, W) images and int64 labels: arrays as they are,
+    shrunk to size x size once here when larger (less memory, the same pixels as the
+    loader's resize), image files at size x size."""
     labels = torch.from_numpy(split.labels).long()
     if isinstance(split, ArraySplit):
-        return torch.from_numpy(split.images).permute(0, 3, 1, 2).contiguous(), labels
+        images = torch.from_numpy(split.images).permute(0, 3, 1, 2).contiguous()
+        return (resized(images, size) if max(images.shape[-2:]) > size else images), labels
     return torch.stack([_read_image(path, size) for path in split.paths]), labels
 
 

@@ -180,7 +180,8 @@ def test_the_debian_package_is_read_without_a_root():
 
 def test_the_loader_gives_grey_images_three_channels_at_img_size_on_the_device(tmp_path):
     """Against PIL's bilinear resize (torch's antialias follows it), per image, within one
-    grey level, and exactly equal to torch's resize of the uint8 image rounded to levels."""
+    grey level, and exactly equal to torch's resize of the uint8 image rounded to levels
+    (up: each batch on the device; down: once at load)."""
     from PIL import Image
 
     want = make_idx(tmp_path / "d", n_train=9, n_val=5, h=28, w=28)
@@ -189,6 +190,8 @@ def test_the_loader_gives_grey_images_three_channels_at_img_size_on_the_device(t
         loaders = build_loaders(cfg, CPU)
         x = torch.cat([b for b, _ in loaders.val])
         assert x.shape == (5, 3, size, size) and x.dtype == torch.float32
+        held = (1, min(size, 28), min(size, 28))  # kept grey; shrunk once at load if larger
+        assert loaders.val.images.shape[1:] == held and loaders.train.images.shape[1:] == held
         assert torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 0], x[:, 2])
         for got, image in zip(x[:, 0], want["val"][0], strict=True):
             pil = Image.fromarray(image).resize((size, size), Image.BILINEAR)
