@@ -161,6 +161,7 @@ def finetune(cfg: RunConfig, console: Console, progress: bool) -> dict[str, Any]
         "eps_per_epoch": [r["eps"] for r in trainer.history],  # the budget trained at
         "schedule": results["schedule"],
         "speed": results["speed"],
+        "images": {"train": trainer.train_loader.num_samples, "val": results["num_samples"]},
         "run_dir": str(cfg.out_dir),
         "wall_s": time.perf_counter() - start,
     }

@@ -75,7 +75,9 @@ def parser() -> argparse.ArgumentParser:
     t = p.add_argument_group("the target task and the runs")
     t.add_argument(
         "--source",
-        help="digits (default: scikit-learn's, offline), imagefolder, npz, beton or toy",
+        help="digits (the default preset's: scikit-learn's, offline), fashion_mnist (lite0-fashion's), "
+        "idx, imagefolder, npz, cifar, beton, toy or a named dataset "
+        "(fastrft train --help-config: data.source)",
     )
     t.add_argument("--root", help="the dataset's path, for imagefolder, npz and beton")
     t.add_argument("--img-size", type=int, help="side of the images the model sees (default 16)")
