@@ -75,8 +75,8 @@ def parser() -> argparse.ArgumentParser:
     t = p.add_argument_group("the target task and the runs")
     t.add_argument(
         "--source",
-        help="digits (the default preset's: scikit-learn's, offline), fashion_mnist (lite0-fashion's), "
-        "idx, imagefolder, npz, cifar, beton, toy or a named dataset "
+        help="digits (the default preset's: scikit-learn's, offline), fashion_mnist "
+        "(lite0-fashion's), idx, imagefolder, npz, cifar, beton, toy or a named dataset "
         "(fastrft train --help-config: data.source)",
     )
     t.add_argument("--root", help="the dataset's path, for imagefolder, npz and beton")
