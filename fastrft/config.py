@@ -33,7 +33,7 @@ from fastrft.budgets import (
     default_grid_step,
     whole_steps,
 )
-from fastrft.datasets import DATASETS
+from fastrft.datasets import DATASETS, IDX_DATASETS
 from fastrft.schedules import SCHEDULES, make_schedule
 
 
@@ -86,16 +86,31 @@ class ModelConfig:
 class DataConfig:
     source: str = "toy"
     """Where images come from: toy (generated, offline), digits (scikit-learn's 1,797
-    handwritten 8x8 digits, shipped with it: offline, upscaled to img_size, grey in 3
-    channels, split by val_fraction), npz, imagefolder, cifar or a named layout (cub,
-    aircraft, caltech256, imagenette, cars, dogs), all held in device memory; or beton
-    (FFCV files)."""
+    handwritten 8x8 digits, shipped with it: offline, grey, split by val_fraction), npz,
+    imagefolder, cifar, idx (MNIST-style IDX files: MNIST, KMNIST, EMNIST, ...),
+    fashion_mnist (its IDX files, e.g. from `apt-get install dataset-fashion-mnist`) or a
+    named layout (cub, aircraft, caltech256, imagenette, cars, dogs), all held in device
+    memory; or beton (FFCV files)."""
     root: str | None = None
     """Path of the dataset: an .npz file, an ImageFolder tree (train/ and val/), a CIFAR
-    batch folder, a named dataset's root as its authors ship it, or for beton the stem
-    given to `fastrft data convert` (STEM.train.beton, STEM.val.beton)."""
+    batch folder, a folder of the four IDX files (train-images-idx3-ubyte[.gz],
+    train-labels-idx1-ubyte[.gz], t10k-... as val; one common prefix such as
+    emnist-digits- and test for t10k accepted), a named dataset's root as its authors ship
+    it, or for beton the stem given to `fastrft data convert` (STEM.train.beton,
+    STEM.val.beton). fashion_mnist defaults to /usr/share/datasets/fashion-mnist."""
     img_size: int = 16
-    """Side of the square images the model sees."""
+    """Side of the square images the model sees. Arrays (npz, cifar, idx, digits) no larger
+    stay in memory at their own size, grey ones in one channel, and each batch is resized on
+    the device (bilinear, antialiased) and given three channels; larger arrays are shrunk
+    once at load, image files resized and centre-cropped as they are read; FFCV's decoders
+    resize .beton images."""
+    train_images: int = 0
+    """Train on this many training images (0: all): a seeded draw from the run's seed, equal
+    shares per class, the same on resume; beton reads the same draw from its labels. For
+    sources without a split of their own, drawn after the val_fraction split."""
+    val_images: int = 0
+    """Validate and evaluate on this many validation images (0: all), drawn as train_images
+    is (another stream of the same seed)."""
     batch_size: int = 64
     """Images per training step (per process under DDP)."""
     eval_batch_size: int = 256
@@ -117,26 +132,30 @@ class DataConfig:
     as in the paper and the in-memory loader)."""
 
     def __post_init__(self) -> None:
-        sources = ("toy", "digits", "npz", "imagefolder", "cifar", *DATASETS, "beton")
+        sources = (
+            *("toy", "digits", "npz", "imagefolder", "cifar"),
+            *DATASETS,
+            *("idx", *IDX_DATASETS, "beton"),
+        )
         _check(
             self.source in sources,
             "data.source",
             f"must be one of {', '.join(sources)}, got {self.source!r}",
         )
-        if self.source not in ("toy", "digits"):
+        if self.source not in ("toy", "digits", *IDX_DATASETS):
             _check(
                 self.root is not None,
                 "data.root",
                 f"is required for source {self.source!r}: set data.root=PATH",
             )
-            for path in self.paths():
-                _check(
-                    path.exists(),
-                    "data.root",
-                    f"{str(path)!r} does not exist: point data.root at the dataset",
-                )
+        named = IDX_DATASETS.get(self.source)
+        fix = named.how_to_get if named else "point data.root at the dataset"
+        for path in self.paths() if self.source not in ("toy", "digits") else []:
+            _check(path.exists(), "data.root", f"{str(path)!r} does not exist: {fix}")
         for key in ("img_size", "batch_size", "eval_batch_size", "toy_samples"):
             _check(getattr(self, key) >= 1, f"data.{key}", "must be at least 1")
+        for key in ("train_images", "val_images"):
+            _check(getattr(self, key) >= 0, f"data.{key}", "must be >= 0 (0: all)")
         _check(self.toy_classes >= 2, "data.toy_classes", "must be at least 2")
         _check(0 < self.val_fraction < 1, "data.val_fraction", "must be in (0, 1)")
         _check(self.jitter >= 0 and self.rotation >= 0, "data.jitter/rotation", "must be >= 0")
@@ -147,6 +166,8 @@ class DataConfig:
         if self.source == "beton":
             stem = str(self.root).removesuffix(".beton")
             return [Path(f"{stem}.train.beton"), Path(f"{stem}.val.beton")]
+        if self.root is None and self.source in IDX_DATASETS:
+            return [Path(IDX_DATASETS[self.source].default_root)]
         return [Path(self.root)] if self.root is not None else []
 
 

@@ -1,7 +1,10 @@
 """The named datasets fastrft reads in the layout their authors distribute them: each name and
 the layout it expects. A leaf module (no torch, no numpy): the config checks `data.source`
-against these names, the CLI lists them in its help, fastrft.data.layouts reads them.
+against these names, the CLI lists them in its help, fastrft.data.layouts reads DATASETS (image
+files) and fastrft.data.readers reads IDX_DATASETS (IDX files, fastrft.data.idx).
 """
+
+from dataclasses import dataclass
 
 DATASETS: dict[str, str] = {
     "cub": (
@@ -39,5 +42,48 @@ DATASETS: dict[str, str] = {
         "ROOT/lists/train_list.mat and ROOT/lists/test_list.mat (or both in ROOT) with "
         "file_list (paths under Images/) and labels (1-based); class names are the "
         "<wnid-breed> folders; test is val"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class IdxDataset:
+    """A dataset of four MNIST-style IDX files, which a system package may install."""
+
+    layout: str
+    default_root: str
+    """Where its package puts the files: data.root may be left out when they are there."""
+    install: str
+    classes: tuple[str, ...]
+    """Names by label (the IDX files hold none)."""
+
+    @property
+    def how_to_get(self) -> str:
+        """What to do when the files are not there."""
+        return f"install it ({self.install}) or point data.root at a folder holding its IDX files"
+
+
+IDX_DATASETS: dict[str, IdxDataset] = {
+    "fashion_mnist": IdxDataset(
+        layout=(
+            "Fashion-MNIST (10 classes, 60,000 + 10,000 grey 28x28 images): ROOT holds "
+            "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
+            "t10k-labels-idx1-ubyte, each plain or .gz; t10k is val; ROOT defaults to "
+            "/usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist)"
+        ),
+        default_root="/usr/share/datasets/fashion-mnist",
+        install="apt-get install dataset-fashion-mnist, on Debian or Ubuntu",
+        classes=(
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
     ),
 }

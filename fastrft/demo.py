@@ -7,7 +7,6 @@ import functools
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict
@@ -20,8 +19,9 @@ from rich.console import Console
 
 from fastrft.atomic import atomic_path
 from fastrft.config import ConfigError, RunConfig, load_config, shipped_settings
-from fastrft.demo_options import OPTION_KEYS, parse_args
+from fastrft.demo_options import DEFAULT_PRESET, OPTION_KEYS, parse_args
 from fastrft.evaluate import delay_time, eps_grid
+from fastrft.paths import default_cache_dir
 from fastrft.report.demo import delay_threshold, percent, print_table, write_report
 from fastrft.toy import Glyphs, glyph_images
 
@@ -31,20 +31,15 @@ MAX_GRID_INTERVALS = 8
 
 
 @functools.cache
-def settings() -> dict[str, Any]:
-    """configs/demo.yaml: the demo's overrides (fine-tuning, pretraining, --quick) and its
-    three methods."""
-    return shipped_settings("demo.yaml")
+def settings(preset: str = DEFAULT_PRESET) -> dict[str, Any]:
+    """configs/demo/PRESET.yaml: the demo's overrides (fine-tuning, --quick, and pretraining or
+    the weights to import) and its methods."""
+    return shipped_settings(f"demo/{preset}.yaml")
 
 
-def default_cache_dir() -> Path:
-    """$FASTRFT_CACHE, else ~/.cache/fastrft."""
-    return Path(os.environ.get("FASTRFT_CACHE") or Path.home() / ".cache" / "fastrft")
-
-
-def pretrain_overrides(cfg: RunConfig, quick: bool) -> list[str]:
+def pretrain_overrides(cfg: RunConfig, quick: bool, preset: str = DEFAULT_PRESET) -> list[str]:
     """The pretraining run for fine-tuning ``cfg``: its model, image size, seed and device."""
-    s = settings()
+    s = settings(preset)
     return [
         *s["pretrain"],
         *s["no_augmentation"],
@@ -125,10 +120,10 @@ def _budget(eps: float) -> str:
     return f"{round(k)}/255" if math.isclose(k, round(k), abs_tol=1e-9) else repr(eps)
 
 
-def finetune_overrides(given: list[str], quick: bool) -> list[str]:
-    """The demo's settings, then ``given`` (the options' and the user's key=value): the
-    overrides shared by the three fine-tuning runs. Checked here, before any training."""
-    s = settings()
+def finetune_overrides(given: list[str], quick: bool, preset: str = DEFAULT_PRESET) -> list[str]:
+    """The preset's settings, then ``given`` (the options' and the user's key=value): the
+    overrides shared by the fine-tuning runs. Checked here, before any training."""
+    s = settings(preset)
     layers = [*s["finetune"], *(s["quick"]["finetune"] if quick else [])]
     cfg = load_config([], [*layers, *given])
     if cfg.attack.eps <= 0:
@@ -137,7 +132,7 @@ def finetune_overrides(given: list[str], quick: bool) -> list[str]:
             f"it needs a budget > 0 (e.g. --eps 4/255), got {cfg.attack.eps}"
         )
     if cfg.data.source == "digits":
-        layers += s["no_augmentation"]
+        layers += s.get("no_augmentation", [])
     if not any(item.startswith("eval.grid_step=") for item in given):
         layers.append(f"eval.grid_step={_budget(grid_step(cfg.attack.eps))}")
     cfg = load_config([], [*layers, *given])
@@ -166,6 +161,7 @@ def finetune(cfg: RunConfig, console: Console, progress: bool) -> dict[str, Any]
         "eps_per_epoch": [r["eps"] for r in trainer.history],  # the budget trained at
         "schedule": results["schedule"],
         "speed": results["speed"],
+        "images": {"train": trainer.train_loader.num_samples, "val": results["num_samples"]},
         "run_dir": str(cfg.out_dir),
         "wall_s": time.perf_counter() - start,
     }
@@ -179,13 +175,17 @@ def _threads() -> str:
 def backbone_for(
     cfg: RunConfig, args: argparse.Namespace, console: Console, progress: bool
 ) -> dict[str, Any]:
-    """Where the fine-tuning starts: a given weights file or timm's weights, else the demo's
-    own pretrained backbone (cached)."""
+    """Where the fine-tuning starts: a given weights file or timm's weights, else the preset's
+    imported weights, else the demo's own pretrained backbone (both cached)."""
     if cfg.model.weights is not None or cfg.model.pretrained:
         origin = cfg.model.weights or "timm's pretrained weights"
         return {"weights": cfg.model.weights, "cached": None, "origin": f"from {origin}"}
-    console.rule("[bold]1. the non-robust backbone")
     cache_dir = args.cache_dir or default_cache_dir()
+    imported = settings(args.preset).get("weights")
+    if imported is not None:
+        console.rule("[bold]1. the pretrained backbone")
+        return imported_backbone(imported, cache_dir, console)
+    console.rule("[bold]1. the non-robust backbone")
     backbone = cached_backbone(cfg, args.quick, cache_dir, console, progress)
     backbone["origin"] = (
         f"pretrained non-robustly here on {backbone['task']} "
@@ -193,6 +193,20 @@ def backbone_for(
         + ("; reused from the cache)" if backbone["cached"] else ")")
     )
     return backbone
+
+
+def imported_backbone(name: str, cache_dir: Path, console: Console) -> dict[str, Any]:
+    """Published weights, imported from their package into the cache (`fastrft weights
+    import`) and checked on photos, or reused from there."""
+    from fastrft.weights import import_packaged
+
+    imported = import_packaged(name, cache_dir, console)
+    return {
+        "weights": str(imported.path),
+        "cached": imported.reused,
+        "origin": f"{name}'s ImageNet weights (non-robust), imported from their package"
+        + ("; reused from the cache" if imported.reused else ""),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -207,7 +221,7 @@ def run(args: argparse.Namespace) -> None:
     progress = not args.no_progress
     given = [f"{key}={getattr(args, o)}" for o, key in OPTION_KEYS.items() if getattr(args, o)]
     given += ["model.pretrained=true"] if args.pretrained else []
-    common = finetune_overrides([*given, *args.overrides], args.quick)
+    common = finetune_overrides([*given, *args.overrides], args.quick, args.preset)
     cfg = load_config([], common)
 
     backbone = backbone_for(cfg, args, console, progress)
@@ -215,9 +229,11 @@ def run(args: argparse.Namespace) -> None:
         common.append(f"model.weights={backbone['weights']}")
     wall = {"backbone": time.perf_counter() - start}
     runs = {}
-    for i, (key, method) in enumerate(settings()["methods"].items(), 1):
+    for i, (key, method) in enumerate(settings(args.preset)["methods"].items(), 1):
         console.rule(f"[bold]2.{i} fine-tuning: {method['label']}")
-        overrides = [*common, *method["overrides"], f"out_dir={out / key}"]
+        # a control from a random initialisation drops whichever weights the others start from
+        scratch = ["model.weights=null", "model.pretrained=false"] if method.get("scratch") else []
+        overrides = [*common, *method["overrides"], *scratch, f"out_dir={out / key}"]
         run = finetune(load_config([], overrides), console, progress)
         runs[key] = {"label": method["label"], "overrides": overrides, **run}
         wall[key] = run["wall_s"]
@@ -234,6 +250,7 @@ def run(args: argparse.Namespace) -> None:
             "eval_steps": cfg.eval.steps,
             "seed": cfg.seed,
             "quick": args.quick,
+            "preset": args.preset,
             "overrides": common,
         },
         "backbone": backbone,

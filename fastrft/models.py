@@ -268,7 +268,7 @@ def load_weights(model: Normalized, path: str | os.PathLike[str]) -> None:
     load: FileNotFoundError or ValueError, naming the file, otherwise.
     """
     path = Path(path)
-    state = _read_state_dict(path)
+    state = read_state_dict(path)
     state, norm = _split_normalization(state)
     state = _timm_convert(state, model.backbone, path)
     state = _drop_unfit_head(state, model)
@@ -277,7 +277,10 @@ def load_weights(model: Normalized, path: str | os.PathLike[str]) -> None:
     model.backbone.load_state_dict(state, strict=False)
 
 
-def _read_state_dict(path: Path) -> dict[str, Tensor]:
+def read_state_dict(path: Path) -> dict[str, Tensor]:
+    """The state dict in a ``.safetensors`` file or a torch checkpoint (loaded with
+    weights_only; a state dict, or a dict holding one under "state_dict" or "model"), DDP's
+    "module." prefix dropped; ValueError for a file that holds none."""
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
     try:

@@ -1,11 +1,16 @@
 """Where a command will write, checked before it computes anything: a run, a sweep or an
 evaluation that works for minutes and then cannot write its numbers loses them. The checks
-create nothing."""
+create nothing. And fastrft's cache folder, shared by the demo and `fastrft weights`."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+
+def default_cache_dir() -> Path:
+    """$FASTRFT_CACHE, else ~/.cache/fastrft."""
+    return Path(os.environ.get("FASTRFT_CACHE") or Path.home() / ".cache" / "fastrft")
 
 
 def check_out_dir(folder: Path, what: str) -> None:

@@ -40,3 +40,12 @@ def test_a_glob_of_every_processs_temporary_files():
 
     assert temporary(Path("run/last.pt"), "*").name == ".last.pt.tmp-*"
     assert temporary(Path("run/last.pt"), 42) == Path("run/.last.pt.tmp-42")
+
+
+def test_a_temporary_that_keeps_the_suffix_for_readers_that_go_by_it(tmp_path):
+    path = tmp_path / "w.safetensors"
+    with atomic_path(path, keep_suffix=True) as tmp:
+        assert tmp.name == f"{temporary(path).name}.safetensors" and tmp.suffix == ".safetensors"
+        tmp.write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]
+    assert tmp.match(temporary(path, "*").name + "*")  # a cleanup's glob still finds it

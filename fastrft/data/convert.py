@@ -3,8 +3,9 @@
     convert("data/pets", "data/pets")   ->  data/pets.train.beton, data/pets.val.beton
     beton_info("data/pets.val.beton")   ->  BetonInfo(num_samples=..., num_classes=..., ...)
 
-Sources are read by fastrft.data.readers (``source="auto"`` picks imagefolder, cifar or npz
-from the path; the named layouts are never picked by "auto"); one without a split of its own
+Sources are read by fastrft.data.readers (``source="auto"`` picks imagefolder, cifar, idx or
+npz from the path; the named layouts are never picked by "auto"; grey images are written as
+RGB); one without a split of its own
 is split by val_fraction.
 
 Each .beton holds two fields, ``image`` (RGBImageField, raw pixels or JPEG) and ``label``
@@ -197,12 +198,12 @@ def convert(
 ) -> dict[str, Path]:
     """Write ``<out>.train.beton`` and ``<out>.val.beton`` from an image dataset.
 
-    src: a .npz file, a CIFAR python-batch folder or an ImageFolder root (see the module
-    docstring); ``source="auto"`` tells them apart. Or the root of a dataset named in
-    fastrft.datasets.DATASETS, with ``source=`` its name. out: a path stem (a trailing
-    ".beton" is dropped). The source's own train/val split is kept, in its order; without
-    one, a seeded ``val_fraction`` split (the same draw as fastrft.data.sources), each part
-    in source order.
+    src: a .npz file, a CIFAR python-batch folder, a folder of IDX files or an ImageFolder
+    root (see the module docstring); ``source="auto"`` tells them apart. Or the root of a
+    dataset named in fastrft.datasets.DATASETS or IDX_DATASETS, with ``source=`` its name.
+    out: a path stem (a trailing ".beton" is dropped). The source's own train/val split is
+    kept, in its order; without one, a seeded ``val_fraction`` split (the same draw as
+    fastrft.data.sources), each part in source order.
     mode: "raw" stores exact pixels, "jpg" JPEG at ``jpeg_quality``. max_side: shrink images
     whose longer side exceeds it, keeping aspect. on_bad_image: "error" raises a ValueError
     naming the first unreadable image; "skip" drops them and warns with the count.
@@ -333,7 +334,7 @@ def _checked_num_classes(path: Path, labels: np.ndarray) -> tuple[int, Path | No
     return num_classes, record if recorded else None
 
 
-def _field(reader: Any, kind: type, path: Path) -> str:
+def field_column(reader: Any, kind: type, path: Path) -> str:
     """The metadata column of the first field of this kind (FFCV names them f0, f1, ...)."""
     for column, handler in zip(reader.metadata.dtype.names, reader.handlers.values(), strict=True):
         if isinstance(handler, kind):
@@ -362,8 +363,8 @@ def beton_info(path: str | os.PathLike[str]) -> BetonInfo:
     path = Path(path)
     reader = read_beton(path)
     meta = reader.metadata
-    images = meta[_field(reader, RGBImageField, path)]
-    labels = np.asarray(meta[_field(reader, IntField, path)])
+    images = meta[field_column(reader, RGBImageField, path)]
+    labels = np.asarray(meta[field_column(reader, IntField, path)])
     if len(images) and int(images["data_ptr"].max()) >= int(reader.header["alloc_table_ptr"]):
         raise ValueError(f"{path}: corrupted .beton file (image data past the allocation table)")
     empty = len(labels) == 0
@@ -393,6 +394,7 @@ __all__: Sequence[str] = [
     "beton_info",
     "classes_file",
     "convert",
+    "field_column",
     "read_beton",
     "require_ffcv",
 ]

@@ -34,6 +34,9 @@ Order and sharding:
   It pads the shards with repeated samples to equal lengths, as the in-memory loader does, so
   every rank makes as many steps; evaluation loaders in fastrft are not sharded.
 - Evaluation: ``OrderOption.SEQUENTIAL``, ``drop_last=False``: every image once, in order.
+- ``subset=n`` reads only n of the file's images (FFCV's ``indices=``): the seeded,
+  class-stratified draw of fastrft.data.subsets from the labels in the file's metadata, the
+  same draw the in-memory sources make (data.train_images, data.val_images).
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+
+from .subsets import subset_indices
 
 TRAIN_CROP_SCALE = (0.64, 1.0)
 
@@ -91,6 +96,7 @@ class FfcvLoader:
         world_size: int = 1,
         workers: int = 2,
         crop_scale: tuple[float, float] = TRAIN_CROP_SCALE,
+        subset: int = 0,
     ) -> None:
         from .convert import beton_info, read_beton, require_ffcv
 
@@ -104,8 +110,9 @@ class FfcvLoader:
         self.img_size, self.seed, self.augment = img_size, seed, augment
         self.channels_last, self.rank, self.world_size = channels_last, rank, world_size
         self.workers, self.crop_scale = workers, crop_scale
-        self._fields = _fields(read_beton(self.path), self.path)
-        self._loader = self._build()
+        reader = read_beton(self.path)
+        self._fields = _fields(reader, self.path)
+        self._loader = self._build(self._subset(reader, subset))
         self.epoch = 0
         if train and len(self._loader) == 0:
             raise ValueError(
@@ -137,7 +144,18 @@ class FfcvLoader:
             label: [IntDecoder(), ToTensor(), Squeeze(), ToDevice(self.device, non_blocking=True)],
         }
 
-    def _build(self) -> Any:
+    def _subset(self, reader: Any, n: int) -> np.ndarray | None:
+        """The indices of the ``subset=n`` draw (see the module docstring); None for all."""
+        if n == 0:
+            return None
+        from ffcv.fields import IntField
+
+        from .convert import field_column
+
+        labels = np.asarray(reader.metadata[field_column(reader, IntField, self.path)])
+        return subset_indices(labels, n, self.seed, "train" if self.train else "val")
+
+    def _build(self, indices: np.ndarray | None) -> Any:
         from ffcv.loader import Loader, OrderOption
 
         return Loader(
@@ -149,6 +167,7 @@ class FfcvLoader:
             seed=self.seed,
             pipelines=self._pipelines(),
             drop_last=self.train,
+            indices=indices,
         )
 
     def set_epoch(self, epoch: int) -> None:

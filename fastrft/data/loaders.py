@@ -36,19 +36,26 @@ def build_loaders(
         from .ffcv_loader import FfcvLoader
 
         train_path, val_path = cfg.paths()
-        common = {"device": device, "img_size": cfg.img_size, "channels_last": channels_last}
+        common = {
+            "device": device,
+            "img_size": cfg.img_size,
+            "channels_last": channels_last,
+            "seed": seed,
+        }
         train = FfcvLoader(
             train_path,
             cfg.batch_size,
             train=True,
-            seed=seed,
             augment=augment,
             rank=rank,
             world_size=world_size,
             crop_scale=(cfg.crop_scale, 1.0),
+            subset=cfg.train_images,
             **common,
         )
-        val = FfcvLoader(val_path, cfg.eval_batch_size, train=False, **common)
+        val = FfcvLoader(
+            val_path, cfg.eval_batch_size, train=False, subset=cfg.val_images, **common
+        )
         # equal when convert recorded the classes; else each file's largest label + 1
         return Loaders(train, val, max(train.info.num_classes, val.info.num_classes))
     data = load_dataset(cfg, seed)
@@ -63,6 +70,7 @@ def build_loaders(
         channels_last=channels_last,
         rank=rank,
         world_size=world_size,
+        img_size=cfg.img_size,
     )
     val = InMemoryLoader(
         data.val.images,
@@ -71,5 +79,6 @@ def build_loaders(
         train=False,
         device=device,
         channels_last=channels_last,
+        img_size=cfg.img_size,
     )
     return Loaders(train, val, data.num_classes)

@@ -6,6 +6,9 @@ the loop. Training batches are shuffled per epoch from (seed, epoch), have a sta
 shards them (torch's DistributedSampler with drop_last=False): the epoch's order is padded by
 wrapping around to ceil(n / world_size) images per rank, so every rank makes the same number
 of steps (DDP's collectives wait for all ranks) and every image is in some rank's shard.
+
+Images are kept as the source gives them (grey in one channel, at their own size); each batch
+becomes three channels at ``img_size`` on the device, before augmentation (see ``pixels``).
 """
 
 from __future__ import annotations
@@ -13,11 +16,33 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
+def resized(images: Tensor, size: int) -> Tensor:
+    """uint8 images (N, C, h, w) at size x size: bilinear, antialiased, rounded to uint8
+    levels; the images themselves when they are that size already."""
+    if images.shape[-2:] == (size, size):
+        return images
+    x = F.interpolate(
+        images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )
+    return x.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def pixels(batch: Tensor, size: int | None) -> Tensor:
+    """uint8 images (N, 1 or 3, h, w) as float RGB pixels in [0, 1] (N, 3, size, size; their
+    own size for None): ``resized``, as resizing the stored images once at load did, so
+    moving the resize onto each batch changed no pixel on the CPU; grey repeated to 3
+    channels."""
+    x = (batch if size is None else resized(batch, size)).float().div_(255)
+    return x.expand(-1, 3, -1, -1).contiguous() if x.shape[1] == 1 else x
+
+
 class InMemoryLoader:
-    """Yields (x, y): x float pixels in [0, 1] (N, C, H, W), y int64 labels, on ``device``."""
+    """Yields (x, y): x float RGB pixels in [0, 1] (N, 3, img_size, img_size; the images' own
+    size when img_size is None), y int64 labels, on ``device``."""
 
     def __init__(
         self,
@@ -32,10 +57,12 @@ class InMemoryLoader:
         channels_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        img_size: int | None = None,
     ) -> None:
-        if images.dtype != torch.uint8 or images.dim() != 4:
+        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
             raise ValueError(
-                f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
+                "images must be uint8 (N, C, H, W) with C 1 or 3, got "
+                f"{images.dtype} {tuple(images.shape)}"
             )
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
@@ -43,7 +70,7 @@ class InMemoryLoader:
         self.labels = labels.to(device=device, dtype=torch.int64)
         self.batch_size, self.train, self.device = batch_size, train, device
         self.seed, self.augment, self.channels_last = seed, augment, channels_last
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.img_size = rank, world_size, img_size
         self.epoch = 0
         if train and len(self._indices()) < batch_size:
             raise ValueError(
@@ -74,7 +101,7 @@ class InMemoryLoader:
         order = self._indices().to(self.device)
         for b in range(len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            x = self.images[idx].float().div_(255)
+            x = pixels(self.images[idx], self.img_size)
             if self.augment is not None:
                 x = self.augment(x)
             if self.channels_last:

@@ -6,7 +6,10 @@ imagefolder  ROOT/train/<class>/* + ROOT/val/<class>/* (or test/), or ROOT/<clas
 cifar        a CIFAR-10 (data_batch_1..5 + test_batch) or CIFAR-100 (train + test,
              'fine_labels') python-batch folder; test is the val split
 npz          x_train/y_train/x_val/y_val, or images/labels (no split of its own); uint8 NHWC
-             or NCHW
+             or NCHW, grey (1 channel) or RGB
+idx          a folder of the four MNIST-style IDX files (fastrft.data.idx); t10k is val
+fashion_mnist
+             those of Fashion-MNIST, with its class names (fastrft.datasets.IDX_DATASETS)
 cub, aircraft, caltech256, imagenette, cars, dogs
              a named dataset in its authors' layout (fastrft.datasets.DATASETS)
 
@@ -26,13 +29,17 @@ import numpy as np
 import torch
 
 from fastrft.data.layouts import IMAGE_SUFFIXES, dataset_files
-from fastrft.datasets import DATASETS
+from fastrft.datasets import DATASETS, IDX_DATASETS
+
+from .idx import find_idx_files, read_idx_split
 
 SourceName = Literal[
     "auto",
     "imagefolder",
     "cifar",
     "npz",
+    "idx",
+    "fashion_mnist",
     "cub",
     "aircraft",
     "caltech256",
@@ -48,7 +55,8 @@ _CIFAR10_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 
 @dataclass
 class ArraySplit:
-    """Images already in memory: uint8 (N, H, W, 3) and int64 labels."""
+    """Images already in memory: uint8 (N, H, W, C) and int64 labels. Grey images (C = 1)
+    stay grey here, a third of the memory; indexing gives every image as RGB."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -58,7 +66,9 @@ class ArraySplit:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        return _limit_side(self.images[i], self.max_side), int(self.labels[i])
+        image = self.images[i]
+        rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
+        return _limit_side(rgb, self.max_side), int(self.labels[i])
 
     def subset(self, idx: np.ndarray) -> ArraySplit:
         return ArraySplit(self.images[idx], self.labels[idx], self.max_side)
@@ -114,10 +124,13 @@ def _limit_side(image: np.ndarray, max_side: int | None) -> np.ndarray:
 # --------------------------------------------------------------------------- sources
 
 
-def detect_source(src: Path) -> Literal["imagefolder", "cifar", "npz"]:
-    """The source kind a path holds: a .npz file, a CIFAR batch folder, else an ImageFolder."""
+def detect_source(src: Path) -> Literal["imagefolder", "cifar", "npz", "idx"]:
+    """The source kind a path holds: a .npz file, a CIFAR batch folder, a folder of IDX files,
+    else an ImageFolder."""
     if src.is_file() and src.suffix == ".npz":
         return "npz"
+    if src.is_dir() and any(src.glob("*-images-idx3-ubyte*")):
+        return "idx"
     if src.is_dir() and (
         (src / "data_batch_1").is_file() or ((src / "train").is_file() and (src / "test").is_file())
     ):
@@ -340,9 +353,7 @@ def _as_nhwc(a: np.ndarray, path: Path) -> np.ndarray:
         )
     if a.shape[1] in (1, 3) and a.shape[-1] not in (1, 3):
         a = a.transpose(0, 2, 3, 1)
-    if a.shape[-1] == 1:
-        a = np.repeat(a, 3, axis=-1)
-    if a.shape[-1] != 3:
+    if a.shape[-1] not in (1, 3):
         raise ValueError(f"{path}: images need 1 or 3 channels, got shape {a.shape}")
     return np.ascontiguousarray(a)
 
@@ -374,9 +385,25 @@ def _npz(path: Path) -> Source:
     )
 
 
+def _idx_split(files: dict[str, Path], num_classes: int | None) -> ArraySplit:
+    images, labels = read_idx_split(files["images"], files["labels"])
+    return ArraySplit(images, _checked_labels(labels, files["labels"], num_classes))
+
+
+def _idx(root: Path, classes: tuple[str, ...] | None = None) -> Source:
+    files, num_classes = find_idx_files(root), len(classes) if classes else None
+    train, val = (_idx_split(files[split], num_classes) for split in ("train", "val"))
+    return train, val, list(classes) if classes else None
+
+
+def _idx_dataset(name: str) -> Callable[[Path], Source]:
+    return lambda root: _idx(root, IDX_DATASETS[name].classes)
+
+
 def load_source(src: Path, source: str) -> Source:
     if not src.exists():
-        raise FileNotFoundError(f"{src}: no such file or folder")
+        hint = f": {IDX_DATASETS[source].how_to_get}" if source in IDX_DATASETS else ""
+        raise FileNotFoundError(f"{src}: no such file or folder{hint}")
     if src.is_dir() and not any(src.iterdir()):
         raise ValueError(f"{src}: folder is empty")
     kind = detect_source(src) if source == "auto" else source
@@ -384,6 +411,8 @@ def load_source(src: Path, source: str) -> Source:
         "imagefolder": _imagefolder,
         "cifar": _cifar,
         "npz": _npz,
+        "idx": _idx,
+        **{name: _idx_dataset(name) for name in IDX_DATASETS},
         **{name: _layout(name) for name in DATASETS},
     }
     if kind not in readers:

@@ -33,10 +33,12 @@ def markdown(report: dict[str, Any]) -> str:
     s, backbone, runs = report["settings"], report["backbone"], report["runs"]
     eps = format_eps(s["eps"])
     threshold = next(iter(runs.values()))["delay_threshold"]
+    images = next(iter(runs.values())).get("images")
+    subset = f" ({images['train']} training, {images['val']} validation images)" if images else ""
     lines = [
         "# fastrft demo",
         "",
-        f"Backbone: {s['model']}, {backbone['origin']}. Target: {s['source']} at "
+        f"Backbone: {s['model']}, {backbone['origin']}. Target: {s['source']}{subset} at "
         f"{s['img_size']} px, {s['epochs']} epochs per run, eps_g = {eps} (l_inf); RFT trains "
         f"on {s['train_attack']} examples; accuracy under APGD-CE ({s['eval_steps']} steps) "
         "on the validation split.",

@@ -324,3 +324,25 @@ def test_a_failing_writer_worker_raises_instead_of_hanging(tmp_path, monkeypatch
     with pytest.raises(RuntimeError, match="worker died"):
         convert(tmp_path / "d.npz", tmp_path / "out", workers=2, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz"]
+
+
+def test_idx_sources_round_trip_as_rgb_through_the_cli(tmp_path, capsys):
+    from fastrft.cli import main
+    from fastrft.datasets import IDX_DATASETS
+    from tests.data.test_idx import make_idx
+
+    want = make_idx(tmp_path / "fm")
+    for source, classes in (
+        ("fashion_mnist", list(IDX_DATASETS["fashion_mnist"].classes)),
+        ("auto", None),
+    ):
+        out = tmp_path / source
+        main(["data", "convert", "--source", source, str(tmp_path / "fm"), str(out)])
+        assert f"{out}.val.beton" in capsys.readouterr().out
+        for name, (images, labels) in want.items():
+            got = _read_samples(Path(f"{out}.{name}.beton"))
+            assert np.array_equal(
+                np.stack([x for x, _ in got]), np.repeat(images[..., None], 3, -1)
+            )
+            assert [y for _, y in got] == labels.tolist(), name
+        assert _recorded(Path(f"{out}.train.beton"))["classes"] == classes

@@ -263,3 +263,12 @@ def test_distributed_ranks_get_disjoint_shards(square, tmp_path):
         assert len(set(a) & set(b)) <= 1, "the ranks' shards overlap"
         assert set(a) | set(b) <= set(range(N))
     assert ranks[0]["seen"]["0"] != ranks[0]["seen"]["1"], "the same order in both epochs"
+
+
+def test_a_subset_reads_the_stratified_draw_of_the_in_memory_sources(square):
+    from fastrft.data.subsets import subset_indices
+
+    loader = FfcvLoader(square[0], 2, train=True, device=CPU, img_size=SIZE, seed=5, subset=10)
+    labels = sorted(torch.cat([y for _, y in loader]).tolist())  # label i is image i
+    assert labels == subset_indices(np.arange(N), 10, 5, "train").tolist()
+    assert loader.num_samples == 10 and len(loader) == 5

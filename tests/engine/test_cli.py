@@ -46,7 +46,8 @@ for argv in json.loads(sys.argv[1]):
 HELP = [["--help"], ["--version"], ["train", "--help"], ["eval", "--help"], ["data", "--help"]]
 HELP += [
     ["data", "convert", "--help"],
-    *([c, "--help"] for c in ("bench", "demo", "sweep", "report")),
+    *([c, "--help"] for c in ("bench", "demo", "sweep", "report", "weights")),
+    *(["weights", action, "--help"] for action in ("import", "list")),
 ]
 
 
