@@ -15,6 +15,9 @@ MAX_DENOMINATOR = 10**6
 LINF_GRID_STEP = 1 / 255  # the paper's
 # a budget with no customary unit (l_2, or 0.03 in l_inf): 8 intervals up to it, as 8/255 has
 GRID_INTERVALS = 8
+# how an accuracy-vs-eps curve is searched: every budget attacked, or each image's smallest
+# broken budget bisected (fastrft.evaluate.measure_curve)
+CURVE_STRATEGIES = ("all", "bisect")
 FRACTION = re.compile(r"^\s*(-?\d+(?:\.\d*)?)\s*/\s*(\d+(?:\.\d*)?)\s*$")
 
 

@@ -2,7 +2,8 @@
 
 fastrft train CONFIG [CONFIG ...] [key=value ...]
 fastrft eval RUN_DIR_OR_CHECKPOINT [--eps-max 8/255] [--attack apgd|pgd|autoattack]
-             [--precision fp32|bf16]              writes RUN_DIR/eval.json, or NAME.eval.json
+             [--precision fp32|bf16] [--strategy all|bisect]
+                                                  writes RUN_DIR/eval.json, or NAME.eval.json
                                                   beside a checkpoint file NAME.pt
 fastrft demo
 fastrft weights import efficientnet-lite0    ImageNet weights from an installed package, verified
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fastrft import attack_registry as attacks
-from fastrft.budgets import fraction_arg
+from fastrft.budgets import CURVE_STRATEGIES, fraction_arg
 from fastrft.datasets import DATASETS, IDX_DATASETS
 from fastrft.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED
 
@@ -146,6 +147,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=("fp32", "bf16"),
         default=None,
         help="fp32 or bf16 autocast (default: eval.precision, fp32 unless the run set it)",
+    )
+    e.add_argument(
+        "--strategy",
+        choices=CURVE_STRATEGIES,
+        default=None,
+        help="all: attack every budget; bisect: bisect each image's smallest broken budget, "
+        "ceil(log2(G+1)) attacks instead of G (default: eval.strategy)",
     )
     e.add_argument(
         "--out",
@@ -309,6 +317,7 @@ def _eval(args: argparse.Namespace) -> None:
             attack=args.attack,
             steps=args.steps,
             precision=args.precision,
+            strategy=args.strategy,
             overrides=args.overrides,
             progress=progress,
         )
@@ -320,6 +329,11 @@ def _eval(args: argparse.Namespace) -> None:
         f"clean {results['clean_acc']:.2%}  adv {results['adv_acc']:.2%}  "
         f"E.adv {results['expected_robustness']:.2%}  -> {out}"
     )
+    if results["gradient_passes"] is not None:
+        print(
+            f"strategy {results['strategy']}: {results['attack_calls']} attack calls, "
+            f"{results['gradient_passes']} gradient passes"
+        )
 
 
 def _eval_json(path: Path) -> Path:

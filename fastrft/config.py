@@ -27,6 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 from fastrft import attack_registry as attacks
 from fastrft.atomic import write_text
 from fastrft.budgets import (
+    CURVE_STRATEGIES,
     FRACTION,
     GRID_INTERVALS,
     LINF_GRID_STEP,
@@ -350,6 +351,12 @@ class EvalConfig:
     whole 255ths, else attack.eps / 8 (l2, or linf 0.03: 9 points up to it). A step given
     here must fit attack.eps and eps_max a whole number of times: checked when the config
     loads, before training."""
+    strategy: str = "all"
+    """How the final curve (and `fastrft eval`'s) finds accuracy at each budget: all (attack
+    every budget: G attacks per image) or bisect (bisect the sorted budgets for each image's
+    smallest broken one: ceil(log2(G + 1)) attacks, 5 instead of 16 for 0..16/255; the same
+    curve where the attack's success grows with eps, see README). Per-epoch validation attacks
+    one budget, where both are one attack."""
     precision: str = "fp32"
     """Arithmetic of validation and of the final curve (as `fastrft eval`): fp32 (the numbers
     to report) or bf16 (autocast: faster on a GPU, may overstate robustness)."""
@@ -368,6 +375,11 @@ class EvalConfig:
             self.grid_step is None or self.grid_step > 0, "eval.grid_step", "must be > 0 or unset"
         )
         _check(self.eps_max is None or self.eps_max >= 0, "eval.eps_max", "must be >= 0")
+        _check(
+            self.strategy in CURVE_STRATEGIES,
+            "eval.strategy",
+            f"must be all or bisect, got {self.strategy!r}",
+        )
         _check(
             self.precision in ("fp32", "bf16"),
             "eval.precision",

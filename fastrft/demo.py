@@ -248,6 +248,7 @@ def run(args: argparse.Namespace) -> None:
             "eps": cfg.attack.eps,
             "train_attack": f"{cfg.attack.name.upper()}-{cfg.attack.steps}",
             "eval_steps": cfg.eval.steps,
+            "eval_strategy": cfg.eval.strategy,
             "seed": cfg.seed,
             "quick": args.quick,
             "preset": args.preset,

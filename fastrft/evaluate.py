@@ -10,11 +10,19 @@ estimated with the trapezoidal rule on a grid of step 1/255 under APGD-CE (10 st
 :func:`accuracy_curve` measures Acc_eps at every budget of the grid in one pass over the
 batches: each image is repeated once per budget, each copy carries its own eps (the attacks
 take a per-sample eps), and each copy's correctness is counted for its budget. Budgets of 0
-are clean predictions, never attacked. As in AutoAttack, a sample counts as robust at a budget
-only if it is also correct on its clean image: a point near x that the model gets right does
-not make up for x itself (gradient masking can hide exactly there). Models are evaluated in
-eval mode, with their mode and parameters' requires_grad restored afterwards; inputs are
-pixels in [0, 1] and are moved to the device of the model's first parameter.
+are clean predictions, never attacked. That is ``strategy="all"``: G attacked budgets cost G
+attacks per image. ``strategy="bisect"`` finds instead, for each image, the smallest budget of
+the sorted grid at which the attack succeeds, by bisection: each round is one attack over the
+batch, each image at the midpoint of its own interval (a per-sample eps, the same batch shape
+every round), so G budgets cost ceil(log2(G + 1)) attacks per image (5 for 16). Budget k's
+accuracy is then the share of images correct on x whose smallest successful budget is above
+k: monotone by construction, and equal to "all"'s wherever the attack's success is monotone in
+eps for every image (it need not be: a larger ball is a different search). As in AutoAttack, a
+sample counts as robust at a budget only if it is also correct on its clean image: a point near
+x that the model gets right does not make up for x itself (gradient masking can hide exactly
+there). Models are evaluated in eval mode, with their mode and parameters' requires_grad
+restored afterwards; inputs are pixels in [0, 1] and are moved to the device of the model's
+first parameter.
 
 Reproducible numbers: ``seed`` fixes the attacks' random starts (torch's generators, which
 the Triton random-start kernel draws its seed from, are forked, so the caller's stream is left
@@ -24,6 +32,7 @@ as it was), and ``precision`` fixes the arithmetic whatever autocast surrounds t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import itertools
 import math
@@ -38,18 +47,20 @@ from fastrft import attack_registry
 from fastrft.attack_registry import PEER_NORMS, canonical_norm
 from fastrft.attacks import attack_mode
 from fastrft.attacks.core import logits_of
-from fastrft.budgets import eps_grid, whole_steps
+from fastrft.budgets import CURVE_STRATEGIES, eps_grid, whole_steps
 
 if TYPE_CHECKING:
     from fastrft.config import RunConfig
 
 __all__ = [
+    "Curve",
     "accuracy_curve",
     "autoattack_accuracy",
     "clean_accuracy",
     "delay_time",
     "eps_grid",
     "expected_robustness",
+    "measure_curve",
     "paper_metrics",
     "precision_context",
     "robust_accuracy",
@@ -61,6 +72,37 @@ Batches = Iterable[tuple[Tensor, Tensor]]
 OnProgress = Callable[[int, int | None], None]
 AttackName = str  # an evaluation attack of fastrft.attack_registry
 Precision = Literal["fp32", "bf16"]
+Strategy = Literal["all", "bisect"]
+AttackRun = Callable[..., Tensor]  # (model, x, y, eps) -> x_adv
+
+
+@dataclasses.dataclass(frozen=True)
+class Curve:
+    """An accuracy-vs-eps curve and what it cost. ``attack_calls``: calls of the attack
+    function; ``gradient_passes``: forward+backward passes of the model over the rows of one
+    call, ``steps`` per call (apgd adds one forward-only pass per call); with the default
+    ``max_batch`` every call is one evaluation batch, so both strategies count in batches."""
+
+    accuracies: list[float]
+    strategy: Strategy
+    attack_calls: int
+    gradient_passes: int
+
+
+@dataclasses.dataclass
+class Spent:
+    """Attack calls made so far."""
+
+    calls: int = 0
+
+    def counting(self, run: AttackRun) -> AttackRun:
+        """``run``, counting its calls here."""
+
+        def counted(*args: Any) -> Tensor:
+            self.calls += 1
+            return run(*args)
+
+        return counted
 
 
 def expected_robustness(eps_grid: Sequence[float], accuracies: Sequence[float]) -> float:
@@ -152,25 +194,66 @@ def accuracy_curve(
     max_batch: int | None = None,
     attack_kwargs: dict[str, Any] | None = None,
     *,
+    strategy: Strategy = "all",
     seed: int | None = None,
     precision: Precision = "fp32",
     progress: OnProgress | None = None,
 ) -> list[float]:
-    """Accuracy under ``attack`` at every budget of ``grid``, in one pass over ``batches``.
+    """Accuracy under ``attack`` at every budget of ``grid``, in one pass over ``batches``:
+    :func:`measure_curve`'s accuracies."""
+    return measure_curve(
+        model,
+        batches,
+        grid,
+        attack,
+        steps,
+        norm,
+        max_batch,
+        attack_kwargs,
+        strategy=strategy,
+        seed=seed,
+        precision=precision,
+        progress=progress,
+    ).accuracies
 
-    Each batch of B images is repeated once per non-zero budget and the copies are attacked
-    with a per-copy eps, at most ``max_batch`` copies per attack call: by default B, so memory
-    stays that of one batch whatever the grid; a larger ``max_batch`` (up to B * G) makes
-    fewer, larger calls. pgd steps 2.5 * eps / steps for each copy. A copy counts as correct
-    only if its clean image is correct too. ``seed`` (None: torch's current stream) fixes the
-    random starts; ``precision`` is fp32 (autocast off, even inside an autocast region) or
-    bf16 (autocast). ``grid`` need not start at 0 or be sorted; pass it with the result to
-    :func:`expected_robustness` when it starts at 0. ``progress`` is called after each batch
-    with the count done and the batch count (None for batches without a length).
+
+def measure_curve(
+    model: nn.Module,
+    batches: Batches,
+    grid: Sequence[float],
+    attack: AttackName = attack_registry.DEFAULT,
+    steps: int = 10,
+    norm: str = "linf",
+    max_batch: int | None = None,
+    attack_kwargs: dict[str, Any] | None = None,
+    *,
+    strategy: Strategy = "all",
+    seed: int | None = None,
+    precision: Precision = "fp32",
+    progress: OnProgress | None = None,
+) -> Curve:
+    """Accuracy under ``attack`` at every budget of ``grid``, in one pass over ``batches``,
+    with the attack calls and gradient passes it took.
+
+    ``strategy`` "all": each batch of B images is repeated once per non-zero budget and the
+    copies are attacked with a per-copy eps, at most ``max_batch`` copies per attack call: by
+    default B, so memory stays that of one batch whatever the grid; a larger ``max_batch`` (up
+    to B * G) makes fewer, larger calls. "bisect": ceil(log2(G + 1)) rounds per batch for G
+    distinct non-zero budgets, each one attack of the B images (``max_batch`` rows at a time,
+    if smaller) at per-image budgets; see the module's docstring. pgd steps 2.5 * eps / steps
+    for each copy. A copy counts as correct only if its clean image is correct too. ``seed``
+    (None: torch's current stream) fixes the random starts; ``precision`` is fp32 (autocast
+    off, even inside an autocast region) or bf16 (autocast). ``grid`` need not start at 0 or be
+    sorted; pass it with the result to :func:`expected_robustness` when it starts at 0.
+    ``progress`` is called after each batch with the count done and the batch count (None for
+    batches without a length).
     """
     device = model_device(model)
     eps = torch.tensor(check_budgets(grid), dtype=torch.float32, device=device)
-    run = attack_fn(attack, steps, norm, attack_kwargs)
+    if strategy not in CURVE_STRATEGIES:
+        raise ValueError(f"strategy must be 'all' or 'bisect', got {strategy!r}")
+    spent = Spent()
+    run = spent.counting(attack_fn(attack, steps, norm, attack_kwargs))
     if max_batch is not None and (
         isinstance(max_batch, bool) or not isinstance(max_batch, numbers.Integral) or max_batch < 1
     ):
@@ -178,6 +261,7 @@ def accuracy_curve(
             f"max_batch must be an int >= 1 or None (the batch size), got {max_batch!r}"
         )
     clean, attacked = (eps == 0).nonzero().flatten(), eps.nonzero().flatten()
+    per_budget = correct_per_budget if strategy == "all" else bisected_correct_per_budget
     correct, total = torch.zeros_like(eps, dtype=torch.int64), 0
     count = len(batches) if isinstance(batches, Sized) else None
     with seeded(seed, device), precision_context(precision, device), attack_mode(model, "eval"):
@@ -187,13 +271,11 @@ def accuracy_curve(
             correct[clean] += clean_ok.sum()
             if len(attacked):
                 chunk = max_batch or len(y)
-                correct[attacked] += correct_per_budget(
-                    model, x, y, clean_ok, eps[attacked], run, chunk
-                )
+                correct[attacked] += per_budget(model, x, y, clean_ok, eps[attacked], run, chunk)
             total += len(y)
             if progress is not None:
                 progress(done, count)
-    return ratio(correct, total)
+    return Curve(ratio(correct, total), strategy, spent.calls, spent.calls * steps)
 
 
 def correct_per_budget(
@@ -202,7 +284,7 @@ def correct_per_budget(
     y: Tensor,
     clean_ok: Tensor,
     eps: Tensor,
-    run: Callable[..., Tensor],
+    run: AttackRun,
     chunk: int,
 ) -> Tensor:
     """How many of the B images stay correct at each budget of ``eps`` (G,), counting only
@@ -217,6 +299,55 @@ def correct_per_budget(
         robust = clean_ok[image] & predict_correct(model, x_adv, y[image])
         counts.index_add_(0, budget, robust.long())
     return counts
+
+
+def bisect_rounds(budgets: int) -> int:
+    """Attacks per image that bisection needs over ``budgets`` sorted non-zero budgets:
+    ceil(log2(budgets + 1)), the outcomes being "first broken at budget k" or "never"."""
+    return budgets.bit_length()
+
+
+def bisected_correct_per_budget(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    clean_ok: Tensor,
+    eps: Tensor,
+    run: AttackRun,
+    chunk: int,
+) -> Tensor:
+    """:func:`correct_per_budget` by bisection: per image, the smallest budget of ``eps`` at
+    which the attack succeeds (index G when none does), found in :func:`bisect_rounds` rounds of
+    one attack over the B images; correct at a budget below that one. An image whose answer is
+    known (misclassified clean, or its interval closed) is attacked at eps 0 and its outcome
+    ignored: the batch keeps its shape, and the count of passes stays what the rounds cost."""
+    sorted_eps, rank = eps.unique(sorted=True, return_inverse=True)
+    g = len(sorted_eps)
+    lo = torch.zeros_like(y, dtype=torch.int64)  # the answer lies in [lo, hi]
+    hi = torch.full_like(lo, g)
+    for _ in range(bisect_rounds(g)):
+        open_ = clean_ok & (lo < hi)
+        mid = (lo + hi) // 2  # < hi <= g wherever open
+        budget = torch.where(open_, sorted_eps[mid.clamp(max=g - 1)], 0.0)
+        broken = ~correct_under(model, x, y, budget, run, chunk)
+        hi = torch.where(open_ & broken, mid, hi)
+        lo = torch.where(open_ & ~broken, mid + 1, lo)
+    first_broken = hi  # == lo for every image correct on x
+    robust = clean_ok[:, None] & (first_broken[:, None] > rank[None, :])
+    return robust.sum(0)
+
+
+def correct_under(
+    model: nn.Module, x: Tensor, y: Tensor, eps: Tensor, run: AttackRun, chunk: int
+) -> Tensor:
+    """Per image: correct at the attack's point with its own budget ``eps`` (B,), attacked
+    ``chunk`` images at a time."""
+    return torch.cat(
+        [
+            predict_correct(model, run(model, xs, ys, es), ys)
+            for xs, ys, es in zip(x.split(chunk), y.split(chunk), eps.split(chunk), strict=True)
+        ]
+    )
 
 
 @contextlib.contextmanager
@@ -247,7 +378,7 @@ def delay_time(val_accuracies: Sequence[float], threshold: float = 0.05) -> int 
 
 def attack_fn(
     attack: str, steps: int, norm: str, attack_kwargs: dict[str, Any] | None
-) -> Callable[..., Tensor]:
+) -> AttackRun:
     """``attack`` as a function of (model, x, y, eps), checked before any batch is read. A
     default step size (pgd's) follows each copy's own budget."""
     choices = attack_registry.names("evaluation")
@@ -333,10 +464,11 @@ def paper_metrics(
     """The paper's numbers for a run's model on ``batches`` (a loader with ``num_samples``),
     as the run's config asks: the accuracy-vs-eps curve up to eval.eps_max, clean accuracy,
     Adv at attack.eps and E.adv up to it, with what makes them reproducible (attack, steps,
-    precision, seed, sample count). The trainer's results.json and `fastrft eval` both come
-    from here, so the same checkpoint gives the same curve in both. ``autoattack``: the curve
-    under AutoAttack instead, one run per budget. ``progress`` counts the batches, or under
-    AutoAttack the budgets (see :func:`accuracy_curve`)."""
+    precision, seed, sample count) and how they were searched (eval.strategy, and the attack
+    calls and gradient passes it took; None under AutoAttack). The trainer's results.json and
+    `fastrft eval` both come from here, so the same checkpoint gives the same curve in both.
+    ``autoattack``: the curve under AutoAttack instead, one run per budget. ``progress`` counts
+    the batches, or under AutoAttack the budgets (see :func:`accuracy_curve`)."""
     e, norm, eps_g = cfg.eval, cfg.attack.norm, cfg.attack.eps
     eps_max, step = cfg.eval_grid()
     grid = eps_grid(eps_max, step)
@@ -347,19 +479,27 @@ def paper_metrics(
             if progress is not None:
                 progress(len(curve), len(grid))
         how = {"attack": "autoattack", "steps": None, "precision": "fp32", "seed": None}
+        cost = {"strategy": "all", "attack_calls": None, "gradient_passes": None}
     else:
-        curve = accuracy_curve(
+        measured = measure_curve(
             model,
             batches,
             grid,
             e.attack,
             e.steps,
             norm,
+            strategy=e.strategy,
             seed=cfg.seed,
             precision=e.precision,
             progress=progress,
         )
+        curve = measured.accuracies
         how = {"attack": e.attack, "steps": e.steps, "precision": e.precision, "seed": cfg.seed}
+        cost = {
+            "strategy": measured.strategy,
+            "attack_calls": measured.attack_calls,
+            "gradient_passes": measured.gradient_passes,
+        }
     upto = whole_steps(eps_g, step) + 1  # attack.eps is on the grid: the config checks it
     return {
         "clean_acc": curve[0],
@@ -370,5 +510,6 @@ def paper_metrics(
         "eps_grid": grid,
         "accuracy_curve": curve,
         **how,
+        **cost,
         "num_samples": batches.num_samples,
     }

@@ -5,6 +5,9 @@
     fastrft fast path    + autocast, channels_last, torch.compile, the attack as one CUDA graph
     torchattacks ...     PGD / PGDL2 / APGD / FFGSM, when torchattacks is installed
     AutoAttack APGD-CE   pyautoattack's APGDAttack (apgd only), when it is installed
+    fastrft curve, all / bisect   the accuracy-vs-eps curve up to the budget (its grid, as a
+                         run's final evaluation makes it: fp32, no compile) by each strategy
+                         of eval.strategy: whole curves per second (apgd and pgd only)
 
 Every variant attacks the same model, batch and budget; each row also gives the robust
 accuracy it reached (predictions in fp32), so a speed-up is never bought with a weaker
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -27,12 +31,15 @@ import torch
 from rich.console import Console
 from torch import Tensor, nn
 
+from fastrft import attack_registry
 from fastrft.attack_registry import ATTACKS, PEER_NORMS
+from fastrft.budgets import CURVE_STRATEGIES, default_grid_step, eps_grid
 from fastrft.engine.attacker import Attacker
 from fastrft.engine.speed import Speed
+from fastrft.evaluate import measure_curve
 from fastrft.objectives import make_objective
 
-from .ladder import Workload, fresh_model, measure, random_batch, release
+from .ladder import Measurement, Workload, fresh_model, measure, random_batch, release
 
 Craft = Callable[[], Tensor]
 
@@ -129,18 +136,59 @@ def time_variant(
     v: Variant, model: nn.Module, y: Tensor, w: Workload, counts: dict[str, int]
 ) -> dict[str, Any]:
     m = measure(v.craft, w, **{**counts, "warmup": max(counts["warmup"], 1)})
+    return row(v.name, v.peer, m, w, robust_accuracy(model, v.craft(), y))
+
+
+def row(name: str, peer: bool, m: Measurement, w: Workload, robust_acc: float) -> dict[str, Any]:
+    """A timed variant's row: images per second over the batch, and what it reached."""
     return {
-        "name": v.name,
-        "peer": v.peer,
+        "name": name,
+        "peer": peer,
         "images_per_s": w.batch_size / (m.timing.median_ms / 1e3),
         **m.timing.as_dict(),
-        "robust_acc": robust_accuracy(model, v.craft(), y),
+        "robust_acc": robust_acc,
         "warmup_s": m.warmup_s,
         "peak_memory_gib": m.peak_memory_gib,
         **m.telemetry.as_dict(),
         "energy_per_image_j": m.energy_per_image_j,
         "calls": m.calls,
     }
+
+
+def curve_rows(
+    model: nn.Module, x: Tensor, y: Tensor, w: Workload, counts: dict[str, int], console: Console
+) -> list[dict[str, Any]]:
+    """The batch's accuracy-vs-eps curve up to the workload's budget, by each strategy: the
+    rate at which images get their whole curve, its accuracy at the budget, and the gradient
+    passes it took. None for an attack that evaluation does not use (fgsm)."""
+    a = w.attack
+    if a.name not in attack_registry.names("evaluation"):
+        return []
+    grid = eps_grid(a.eps, default_grid_step(a.norm, a.eps, a.eps))
+    rows = []
+    for strategy in CURVE_STRATEGIES:
+        curve = functools.partial(
+            measure_curve,
+            model,
+            [(x, y)],
+            grid,
+            a.name,
+            a.steps,
+            a.norm,
+            strategy=strategy,
+            seed=w.seed,
+        )
+        name = f"fastrft curve, {strategy} ({len(grid) - 1} budgets)"
+        console.print(f"{name} ...", style="dim")
+        m = measure(curve, w, **{**counts, "warmup": max(counts["warmup"], 1)})
+        last = curve()
+        rows.append(
+            {
+                **row(name, False, m, w, last.accuracies[-1]),
+                "gradient_passes": last.gradient_passes,
+            }
+        )
+    return rows
 
 
 def time_all(
@@ -175,9 +223,10 @@ def bench_attack(args: argparse.Namespace, w: Workload, console: Console) -> dic
     release(w.device)  # the fast path's copy, compiled code and graph: the peers' peak is theirs
     rows += time_all(peer_variants(model, x, y, w), model, y, w, counts, console)
     release(w.device)
-    for row in rows:
-        for peer in (r for r in rows if r["peer"]):
-            row[f"x {peer['name']}"] = row["images_per_s"] / peer["images_per_s"]
+    for r in rows:
+        for peer in (p for p in rows if p["peer"]):
+            r[f"x {peer['name']}"] = r["images_per_s"] / peer["images_per_s"]
+    rows += curve_rows(model, x, y, w, counts, console)  # no ratio: a curve is many attacks
     return {"rows": rows, "timing": counts, "classes_predicted": int(y.unique().numel())}
 
 
@@ -189,6 +238,7 @@ def columns(part: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("ms/batch", "median_ms", ".1f"),
         ("robust acc", "robust_acc", ".1%"),
         *((f"x {p}", f"x {p}", ".2f") for p in peers),
+        ("grad passes", "gradient_passes", ",d"),
         ("peak GiB", "peak_memory_gib", ".1f"),
         ("warm-up s", "warmup_s", ".1f"),
         ("W", "mean_power_w", ".0f"),
@@ -206,6 +256,11 @@ def notes(part: dict[str, Any]) -> list[str]:
         lines.append(
             "every image got the same prediction: robust accuracy cannot tell the attacks "
             "apart here; set model.weights=FILE for a trained model"
+        )
+    if any("gradient_passes" in r for r in part["rows"]):
+        lines.append(
+            "curve rows: images per second whose whole accuracy-vs-eps curve is measured; "
+            "robust acc at the budget; gradient passes per batch (eval.strategy)"
         )
     if not any(r["peer"] for r in part["rows"]):
         lines.append("no peers installed: pip install torchattacks pyautoattack (extra `peers`)")

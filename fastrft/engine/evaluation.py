@@ -19,7 +19,14 @@ from fastrft import attack_registry, evaluate
 from fastrft.attacks import attack_mode
 from fastrft.config import RunConfig, load_config
 from fastrft.data import build_loaders
-from fastrft.evaluate import OnProgress, Precision, delay_time, precision_context, seeded
+from fastrft.evaluate import (
+    OnProgress,
+    Precision,
+    Strategy,
+    delay_time,
+    precision_context,
+    seeded,
+)
 from fastrft.models import build_model
 from fastrft.schedules import Schedule
 
@@ -139,6 +146,7 @@ def evaluate_checkpoint(
     attack: str | None = None,
     steps: int | None = None,
     precision: Precision | None = None,
+    strategy: Strategy | None = None,
     overrides: Sequence[str] = (),
     progress: OnProgress | None = None,
 ) -> dict[str, Any]:
@@ -156,6 +164,7 @@ def evaluate_checkpoint(
         "eval.attack": None if autoattack else attack,
         "eval.steps": steps,
         "eval.precision": precision,
+        "eval.strategy": strategy,
     }
     options = [f"{key}={value}" for key, value in given.items() if value is not None]
     path, state = _read_checkpoint(Path(path))

@@ -13,8 +13,14 @@ from .collect import RunRecord
 
 METRICS = {"Clean": "clean_acc", "Adv": "adv_acc", "E.adv": "expected_robustness"}
 BASELINE = "fix"
+BISECTED = "\u2020"  # marks a cell whose curve some run found by bisection
 # keys that are columns already, or that a cell averages over (seeds), or that name the method
 LABELLED = ("model.name", "data.root", "data.source", "attack.eps", "out_dir", "seed", "device")
+
+
+def strategy_of(results: dict) -> str:
+    """How a run's curve was searched (eval.strategy); a results.json older than the key: all."""
+    return results.get("strategy", "all")
 
 
 def eps_label(eps: float) -> str:
@@ -49,6 +55,10 @@ class Grid:
 
     def runs(self, config: Config, method: str) -> list[RunRecord]:
         return self.finished.get((config, method), [])
+
+    def bisected(self, config: Config, method: str) -> bool:
+        """Whether any of the cell's runs found its curve by bisection."""
+        return any(strategy_of(r.results) == "bisect" for r in self.runs(config, method))
 
     def value(self, config: Config, method: str, metric: str) -> float | None:
         """The cell's mean over its finished seeds; None where it has none."""

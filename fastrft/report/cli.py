@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cells import BASELINE, build_grid, eps_label
+from .cells import BASELINE, BISECTED, build_grid, eps_label
 from .collect import RunRecord, collect
 from .figures import draw
 from .stats import compare
@@ -66,8 +66,15 @@ def render(runs_dir: Path, records: list[RunRecord], out: Path) -> str:
         + (" Cells with several seeds show their mean (n seeds)." if seeds else ""),
         "## Results",
     ]
-    for eps, table in results_tables(grid).items():
+    tables = results_tables(grid)
+    for eps, table in tables.items():
         parts += [f"### eps = {eps_label(eps)}", table]
+    if any(BISECTED in table for table in tables.values()):
+        parts.append(
+            f"{BISECTED}: a run of the cell found its curve (so Adv and E.adv) by bisection "
+            "(eval.strategy=bisect: each image's smallest broken budget); the other cells "
+            "attacked every budget. results.csv names each run's strategy."
+        )
     comparisons = compare(grid)
     if comparisons:
         parts += [

@@ -19,6 +19,13 @@ from .plots import plot_accuracy_curves, plot_training_curves
 DELAY_CHANCE_MULTIPLE = 5
 
 
+# how each accuracy of the curve was found (eval.strategy)
+STRATEGY_WORDS = {
+    "all": "every budget attacked",
+    "bisect": "each image's smallest broken budget found by bisection",
+}
+
+
 def delay_threshold(classes: int) -> float:
     """The clean accuracy whose first crossing ends the delay: 5%, or 5 times chance."""
     return max(0.05, DELAY_CHANCE_MULTIPLE / classes)
@@ -41,7 +48,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"Backbone: {s['model']}, {backbone['origin']}. Target: {s['source']}{subset} at "
         f"{s['img_size']} px, {s['epochs']} epochs per run, eps_g = {eps} (l_inf); RFT trains "
         f"on {s['train_attack']} examples; accuracy under APGD-CE ({s['eval_steps']} steps) "
-        "on the validation split.",
+        f"on the validation split, {STRATEGY_WORDS[s['eval_strategy']]}.",
         "",
         f"| method | Clean | Adv ({eps}) | E.adv | delay (epochs) |",
         "| --- | --- | --- | --- | --- |",

@@ -7,7 +7,7 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cells import BASELINE, METRICS, Grid, eps_label
+from .cells import BASELINE, BISECTED, METRICS, Grid, eps_label, strategy_of
 from .collect import RunRecord
 from .stats import Comparison
 
@@ -36,6 +36,7 @@ def results_tables(grid: Grid) -> dict[float, str]:
                 values = [grid.value(config, method, key) for key in METRICS.values()]
                 seeds = len(grid.runs(config, method))
                 cell = MISSING if values[0] is None else " / ".join(map(_pct, values))
+                cell += BISECTED if grid.bisected(config, method) else ""
                 cells.append(cell + (f" (n={seeds})" if seeds > 1 else ""))
             rows.append([config.backbone, config.dataset, *(v for _, v in config.extra), *cells])
         header = ["backbone", "dataset", *grid.extra_keys, *grid.methods]
@@ -70,7 +71,7 @@ def unfinished_table(records: Sequence[RunRecord]) -> str:
 def write_csv(records: Sequence[RunRecord], grid: Grid, path: Path) -> None:
     """One row per run: its labels, the keys that set it apart, its numbers."""
     header = ["run", "state", "backbone", "dataset", "eps", "method", "seed"]
-    header += [*grid.extra_keys, *CSV_RESULTS]
+    header += [*grid.extra_keys, *CSV_RESULTS, "strategy"]
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
@@ -82,4 +83,5 @@ def write_csv(records: Sequence[RunRecord], grid: Grid, path: Path) -> None:
                 labels = [config.backbone, config.dataset, config.eps, r.method, seed]
             extra = [dict(config.extra).get(k, "") if config else "" for k in grid.extra_keys]
             numbers = [(r.results or {}).get(k, "") for k in CSV_RESULTS]
-            writer.writerow([r.name, r.state, *labels, *extra, *numbers])
+            strategy = "" if r.results is None else strategy_of(r.results)
+            writer.writerow([r.name, r.state, *labels, *extra, *numbers, strategy])

@@ -230,12 +230,29 @@ def test_attack_mode_side_by_side_with_peers(tmp_path):
     rows = json.loads((tmp_path / "a.json").read_text())["rows"]
     names = [r["name"] for r in rows]
     assert names[0] == "fastrft fp32 eager" and names[1].startswith("fastrft fast path")
-    assert names[2:] == ["torchattacks APGD", "AutoAttack APGD-CE"]
-    for r in rows:
+    assert names[2:4] == ["torchattacks APGD", "AutoAttack APGD-CE"]
+    for r in rows[:4]:
         assert 0.0 <= r["robust_acc"] <= 1.0
-        for peer in rows[2:]:
+        for peer in rows[2:4]:
             ratio = r[f"x {peer['name']}"]
             assert ratio == pytest.approx(r["images_per_s"] / peer["images_per_s"])
+
+
+def test_attack_mode_times_the_curve_by_each_strategy(tmp_path, capsys):
+    """Budgets 1..4/255 at 2 steps on one batch: "all" attacks 4 times, bisection 3; each
+    curve's accuracy at the budget is the share its attacks leave correct."""
+    out = tmp_path / "c.json"
+    args = ["attack.name=apgd", "attack.steps=2", "attack.eps=4/255", "--json", str(out)]
+    main(["--mode", "attack", *TINY, *args])
+    rows = {r["name"]: r for r in json.loads(out.read_text())["rows"]}
+    every, bisect = (
+        rows["fastrft curve, all (4 budgets)"],
+        rows["fastrft curve, bisect (4 budgets)"],
+    )
+    assert (every["gradient_passes"], bisect["gradient_passes"]) == (8, 6)
+    assert all(0 <= r["robust_acc"] <= 1 and r["images_per_s"] > 0 for r in (every, bisect))
+    assert not any(k.startswith("x ") for k in every), "a curve is no single attack's peer"
+    assert "curve rows: images per second whose whole" in capsys.readouterr().out
 
 
 def test_attack_mode_runs_fgsm_beside_torchattacks_ffgsm(tmp_path):
@@ -245,7 +262,7 @@ def test_attack_mode_runs_fgsm_beside_torchattacks_ffgsm(tmp_path):
     args = ["attack.name=fgsm", "model.name=small_cnn", "--json", str(out)]
     main(["--mode", "attack", *TINY, *args])
     names = [r["name"] for r in json.loads(out.read_text())["rows"]]
-    assert names[0] == "fastrft fp32 eager" and names[2:] == ["torchattacks FFGSM"]
+    assert names[0] == "fastrft fp32 eager" and names[2:] == ["torchattacks FFGSM"], "no curve"
 
 
 def test_an_out_of_memory_rung_names_the_largest_batch_searched_after_freeing_it(monkeypatch):

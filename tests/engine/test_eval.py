@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from itertools import pairwise
 
 import pytest
 import torch
@@ -64,6 +65,23 @@ def test_eval_in_bf16_says_so(run_dir, tmp_path):
     assert ev["precision"] == "bf16" and len(ev["accuracy_curve"]) == 5
 
 
+def test_eval_by_bisection_says_so_and_counts_its_passes(run_dir, tmp_path, capsys):
+    """48 images in one batch, budgets 1..4/255, 2 steps: training's curve attacked each
+    budget (4 calls), bisection takes ceil(log2(5)) = 3; the flag and the config key agree."""
+    trained = json.loads((run_dir / "results.json").read_text())
+    cost = ("strategy", "attack_calls", "gradient_passes")
+    assert tuple(trained[k] for k in cost) == ("all", 4, 8)
+    flag, key = tmp_path / "flag.json", tmp_path / "key.json"
+    main(["eval", str(run_dir), "--strategy", "bisect", "--out", str(flag)])
+    assert "strategy bisect: 3 attack calls, 6 gradient passes" in capsys.readouterr().out
+    main(["eval", str(run_dir), "--out", str(key), "eval.strategy=bisect"])
+    ev = json.loads(flag.read_text())
+    assert ev == {**json.loads(key.read_text()), "checkpoint": ev["checkpoint"]}
+    assert tuple(ev[k] for k in cost) == ("bisect", 3, 6)
+    curve = ev["accuracy_curve"]
+    assert curve[0] == trained["clean_acc"] and all(b <= a for a, b in pairwise(curve)), curve
+
+
 def test_eval_of_a_checkpoint_file_with_pgd(run_dir, tmp_path):
     out = tmp_path / "pgd.json"
     main(["eval", str(run_dir / "checkpoints" / "last.pt"), "--attack", "pgd", "--out", str(out)])
@@ -101,6 +119,8 @@ def test_eval_with_autoattack(run_dir, tmp_path):
         (["RUN", "--eps-max", "2/255"], "eval.eps_max: 0.00784314 is below attack.eps"),
         (["RUN", "--grid-step", "3/255"], "attack.eps: 0.0156863 is not on the evaluation grid"),
         (["RUN", "--precision", "fp16"], "invalid choice: 'fp16'"),
+        (["RUN", "--strategy", "half"], "invalid choice: 'half'"),
+        (["RUN", "eval.strategy=half"], "eval.strategy: must be all or bisect, got 'half'"),
         pytest.param(
             ["RUN", "device=cuda"],
             "device: CUDA was asked for but no GPU is visible",

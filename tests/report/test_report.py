@@ -27,9 +27,10 @@ def _run(
     seed=0,
     lr=1e-3,
     results=None,
+    strategy=None,
 ) -> Path:
     """A run directory as `fastrft train` leaves it; ``results`` = (clean, adv, E.adv) or None
-    for a run that has not finished."""
+    for a run that has not finished; ``strategy`` None: a results.json older than the key."""
     folder = root / name
     folder.mkdir(parents=True)
     config = {
@@ -60,6 +61,7 @@ def _run(
                     "accuracy_curve": curve,
                     "delay_time": 0,
                     "epochs": 2,
+                    **({} if strategy is None else {"strategy": strategy}),
                 }
             )
         )
@@ -115,6 +117,23 @@ def test_csv_has_a_row_per_run_and_leaves_missing_numbers_empty(runs, tmp_path):
     assert rows["cars-fix-1"]["seed"] == "1" and float(rows["cars-fix-1"]["clean_acc"]) == 0.70
     assert rows["cub-hinge"]["clean_acc"] == "" and rows["cub-hinge"]["state"] == "unfinished"
     assert rows["dogs-hinge"]["method"] == "hinge" and rows["dogs-hinge"]["dataset"] == "dogs"
+
+
+def test_a_bisected_curve_is_marked_in_its_cell_and_named_in_the_csv(tmp_path):
+    root = tmp_path / "runs"
+    _run(root, "cars-fix", results=(0.60, 0.30, 0.45), strategy="all")
+    _run(root, "cars-hinge", method="hinge", results=(0.85, 0.43, 0.66), strategy="bisect")
+    _run(root, "cub-fix", dataset="cub", results=(0.72, 0.42, 0.58))
+    text = _report(root, tmp_path / "out")
+    assert "| resnet50 | cars | 60.00 / 30.00 / 45.00 | 85.00 / 43.00 / 66.00\u2020 |" in text
+    assert "\u2020: a run of the cell found its curve (so Adv and E.adv) by bisection" in text
+    with open(tmp_path / "out" / "results.csv") as f:
+        rows = {r["run"]: r["strategy"] for r in csv.DictReader(f)}
+    assert rows == {"cars-fix": "all", "cars-hinge": "bisect", "cub-fix": "all"}
+
+
+def test_no_mark_where_every_curve_attacked_every_budget(runs, tmp_path):
+    assert "\u2020" not in _report(runs, tmp_path / "out")
 
 
 def test_figures_are_drawn_and_linked(runs, tmp_path):
