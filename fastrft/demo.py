@@ -37,9 +37,10 @@ def settings(preset: str = DEFAULT_PRESET) -> dict[str, Any]:
     return shipped_settings(f"demo/{preset}.yaml")
 
 
-def pretrain_overrides(cfg: RunConfig, quick: bool, preset: str = DEFAULT_PRESET) -> list[str]:
-    """The pretraining run for fine-tuning ``cfg``: its model, image size, seed and device."""
-    s = settings(preset)
+def pretrain_overrides(cfg: RunConfig, quick: bool) -> list[str]:
+    """The pretraining run for fine-tuning ``cfg``: its model, image size, seed and device.
+    The glyph pretraining is the default preset's; a preset that imports weights has none."""
+    s = settings()
     return [
         *s["pretrain"],
         *s["no_augmentation"],
