@@ -17,7 +17,9 @@ the pipeline stops at uint8 NCHW on the device and the rest happens here, in tor
   raw images of exactly ``img_size`` back unchanged), ToTensor, ToDevice, ToTorchImage;
   then ``.float() / 255``, the ``augment`` (training only) and channels_last if asked.
   Both decoders use aspect ratio 1, so every output is exactly img_size x img_size.
-- label: IntDecoder, ToTensor, Squeeze, ToDevice, then int64.
+- label: IntDecoder, ToTensor, ToDevice, then flattened to (N,) int64. (FFCV's Squeeze
+  before ToDevice made a last batch of one image 0-d, which ToDevice fails on in FFCV's
+  thread, and the loop then waited for ever.)
 
 Order and sharding:
 
@@ -32,7 +34,10 @@ Order and sharding:
   ``set_epoch``), reading rank and world size from ``torch.distributed``, which must be
   initialised (tested with two gloo processes under torchrun: disjoint shards per epoch).
   It pads the shards with repeated samples to equal lengths, as the in-memory loader does, so
-  every rank makes as many steps; evaluation loaders in fastrft are not sharded.
+  every rank makes as many steps.
+- A sharded evaluation loader (``train=False``, ``world_size > 1``) reads its rank's
+  contiguous run of the images (fastrft.data.subsets.eval_shard), unpadded, through
+  ``indices=``; ``first_index`` is the run's start.
 - Evaluation: ``OrderOption.SEQUENTIAL``, ``drop_last=False``: every image once, in order.
 - ``subset=n`` reads only n of the file's images (FFCV's ``indices=``): the seeded,
   class-stratified draw of fastrft.data.subsets from the labels in the file's metadata, the
@@ -50,7 +55,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .subsets import subset_indices
+from .subsets import eval_shard, subset_indices
 
 TRAIN_CROP_SCALE = (0.64, 1.0)
 
@@ -112,7 +117,8 @@ class FfcvLoader:
         self.workers, self.crop_scale = workers, crop_scale
         reader = read_beton(self.path)
         self._fields = _fields(reader, self.path)
-        self._loader = self._build(self._subset(reader, subset))
+        indices, self.first_index = self._shard(self._subset(reader, subset))
+        self._loader = self._build(indices)
         self.epoch = 0
         if train and len(self._loader) == 0:
             raise ValueError(
@@ -126,7 +132,7 @@ class FfcvLoader:
             CenterCropRGBImageDecoder,
             RandomResizedCropRGBImageDecoder,
         )
-        from ffcv.transforms import Squeeze, ToDevice, ToTensor, ToTorchImage
+        from ffcv.transforms import ToDevice, ToTensor, ToTorchImage
 
         size = (self.img_size, self.img_size)
         if self.train:
@@ -141,7 +147,7 @@ class FfcvLoader:
                 ToDevice(self.device, non_blocking=True),
                 ToTorchImage(channels_last=self.channels_last),
             ],
-            label: [IntDecoder(), ToTensor(), Squeeze(), ToDevice(self.device, non_blocking=True)],
+            label: [IntDecoder(), ToTensor(), ToDevice(self.device, non_blocking=True)],
         }
 
     def _subset(self, reader: Any, n: int) -> np.ndarray | None:
@@ -155,6 +161,15 @@ class FfcvLoader:
         labels = np.asarray(reader.metadata[field_column(reader, IntField, self.path)])
         return subset_indices(labels, n, self.seed, "train" if self.train else "val")
 
+    def _shard(self, indices: np.ndarray | None) -> tuple[np.ndarray | None, int]:
+        """An evaluation loader's share of ``indices`` (None: every image) and the index of
+        its first image among them; training loaders are sharded by FFCV."""
+        if self.train or self.world_size == 1:
+            return indices, 0
+        every = np.arange(self.info.num_samples) if indices is None else indices
+        share = eval_shard(len(every), self.rank, self.world_size)
+        return every[share], share.start
+
     def _build(self, indices: np.ndarray | None) -> Any:
         from ffcv.loader import Loader, OrderOption
 
@@ -163,7 +178,7 @@ class FfcvLoader:
             batch_size=self.batch_size,
             num_workers=self.workers,
             order=OrderOption.RANDOM if self.train else OrderOption.SEQUENTIAL,
-            distributed=self.world_size > 1,
+            distributed=self.train and self.world_size > 1,
             seed=self.seed,
             pipelines=self._pipelines(),
             drop_last=self.train,
@@ -189,7 +204,8 @@ class FfcvLoader:
         try:
             for a, b in epoch:
                 images, labels = (a, b) if image_first else (b, a)
-                yield self._images(images), labels.reshape(-1).to(torch.int64)  # N=1 -> 0-d
+                # FFCV reuses its buffers a few batches on: a copy keeps a kept batch's labels
+                yield self._images(images), labels.reshape(-1).to(torch.int64, copy=True)
         finally:
             # stop and join the thread, also when the consumer stops early: a thread left
             # running beside the main one can trip CPython 3.11.7's AST recursion-depth check

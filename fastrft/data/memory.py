@@ -6,6 +6,8 @@ the loop. Training batches are shuffled per epoch from (seed, epoch), have a sta
 shards them (torch's DistributedSampler with drop_last=False): the epoch's order is padded by
 wrapping around to ceil(n / world_size) images per rank, so every rank makes the same number
 of steps (DDP's collectives wait for all ranks) and every image is in some rank's shard.
+Evaluation batches follow the images' order; sharded, each rank takes its contiguous run of
+the images (fastrft.data.subsets.eval_shard), unpadded, starting at ``first_index``.
 
 Images are kept as the source gives them (grey in one channel, at their own size); each batch
 becomes three channels at ``img_size`` on the device, before augmentation (see ``pixels``).
@@ -18,6 +20,8 @@ from collections.abc import Callable, Iterator
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .subsets import eval_shard
 
 
 def resized(images: Tensor, size: int) -> Tensor:
@@ -84,11 +88,10 @@ class InMemoryLoader:
 
     def _indices(self) -> Tensor:
         n = len(self.labels)
-        if self.train:
-            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(n, generator=g)
-        else:
-            order = torch.arange(n)
+        if not self.train:
+            return torch.arange(n)[eval_shard(n, self.rank, self.world_size)]
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(n, generator=g)
         padded = -(-n // self.world_size) * self.world_size
         order = order.repeat(-(-padded // max(n, 1)))[:padded]  # wraps, as DistributedSampler
         return order[self.rank :: self.world_size]
@@ -111,3 +114,8 @@ class InMemoryLoader:
     @property
     def num_samples(self) -> int:
         return len(self._indices())
+
+    @property
+    def first_index(self) -> int:
+        """The index in the split of this process's first evaluation image (0 unsharded)."""
+        return 0 if self.train else eval_shard(len(self.labels), self.rank, self.world_size).start

@@ -5,6 +5,10 @@ Each class gets an equal share; a class with fewer images than its share gives t
 the others, and what does not divide evenly goes one image each to classes picked by the draw. The
 draw is a function of (seed, split, labels) alone, so a resumed run and its evaluation see the
 same images; train and val are drawn with different streams.
+
+An evaluation shared by several processes splits its images into contiguous shards
+(:func:`eval_shard`), one per rank, each evaluated in order: an image's index in the split is
+then its shard's start plus its place in it, whatever the number of processes.
 """
 
 from __future__ import annotations
@@ -43,3 +47,10 @@ def subset_indices(labels: np.ndarray, n: int, seed: int, split: str) -> np.ndar
     members = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
     picked = [rng.choice(m, q, replace=False) for m, q in zip(members, quota, strict=True)]
     return np.sort(np.concatenate(picked))
+
+
+def eval_shard(n: int, rank: int, world_size: int) -> slice:
+    """Rank ``rank``'s contiguous share of ``n`` evaluation images: n // world_size of them,
+    one more for the last n % world_size ranks, so the shards cover 0..n-1 once, in order
+    (unlike training's shards, never padded: evaluation counts each image once)."""
+    return slice(rank * n // world_size, (rank + 1) * n // world_size)

@@ -103,6 +103,18 @@ def test_eval_batches_are_the_stored_images_in_order(square, eval_loader):
     assert torch.equal(_uint8(torch.cat(xs)), images)  # raw, same size, centre crop ratio 1
 
 
+@pytest.mark.parametrize("batch", [4, 5])
+def test_every_batch_kept_keeps_its_labels_and_a_last_batch_of_one_is_read(square, batch):
+    """Batches kept past the next one (AutoAttack's evaluation keeps them all) used to see
+    their labels overwritten by FFCV's reused buffers; a last batch of one image (37 = 9 * 4
+    + 1) used to fail in FFCV's thread, and the loop waited for ever."""
+    loader = FfcvLoader(square[0], batch, train=False, device=CPU, img_size=SIZE)
+    xs, ys = zip(*loader, strict=True)
+    assert [len(y) for y in ys] == [batch] * (N // batch) + [N % batch]
+    assert torch.equal(torch.cat(ys), torch.arange(N))
+    assert torch.equal(_uint8(torch.cat(xs)), square[1])
+
+
 def test_eval_batches_equal_the_in_memory_loaders(square, eval_loader):
     _, images = square
     memory = InMemoryLoader(images, torch.arange(N), 8, train=False, device=CPU)
@@ -272,3 +284,24 @@ def test_a_subset_reads_the_stratified_draw_of_the_in_memory_sources(square):
     labels = sorted(torch.cat([y for _, y in loader]).tolist())  # label i is image i
     assert labels == subset_indices(np.arange(N), 10, 5, "train").tolist()
     assert loader.num_samples == 10 and len(loader) == 5
+
+
+@pytest.mark.parametrize("subset", [0, 20])
+def test_evaluation_shards_are_contiguous_runs_of_the_split(square, subset):
+    """A shared evaluation: each of 3 ranks reads its run of the (subset of the) split in
+    order, unpadded, starting at first_index; together every image once (label i: image i)."""
+
+    def loader(**shard):
+        return FfcvLoader(
+            square[0], 4, train=False, device=CPU, img_size=SIZE, seed=5, subset=subset, **shard
+        )
+
+    every = torch.cat([y for _, y in loader()]).tolist()
+    seen = []
+    for rank in range(3):
+        shard = loader(rank=rank, world_size=3)
+        labels = torch.cat([y for _, y in shard]).tolist()
+        assert labels == every[shard.first_index : shard.first_index + len(labels)]
+        assert shard.num_samples == len(labels) in (len(every) // 3, len(every) // 3 + 1)
+        seen += labels
+    assert seen == every

@@ -28,6 +28,29 @@ def test_eval_batches_cover_every_image_in_order():
     assert torch.equal((torch.cat(xs) * 255).round().to(torch.uint8), images)
 
 
+@pytest.mark.parametrize("n, world_size", [(37, 3), (2, 3), (48, 2), (5, 1)])
+def test_evaluation_shards_are_contiguous_runs_of_the_split(n, world_size):
+    """A shared evaluation: each rank reads its run of the images in order, unpadded,
+    starting at first_index (a rank may have none); together every image once."""
+    images, labels = torch.zeros(n, 1, 2, 2, dtype=torch.uint8), torch.arange(n)  # label: index
+    seen = []
+    for rank in range(world_size):
+        loader = InMemoryLoader(
+            images,
+            labels,
+            8,
+            train=False,
+            device=torch.device("cpu"),
+            rank=rank,
+            world_size=world_size,
+        )
+        got = [i for _, y in loader for i in y.tolist()]
+        assert got == list(range(loader.first_index, loader.first_index + len(got)))
+        assert loader.num_samples == len(got) in (n // world_size, n // world_size + 1)
+        seen += got
+    assert seen == list(range(n))
+
+
 def test_training_batches_are_static_shuffled_per_epoch_and_reproducible():
     _, _, loader = _loader()
     first = [y.clone() for _, y in loader]
