@@ -2,11 +2,14 @@
 back as it does inside a larger, permuted batch, so a sharded evaluation's result does not
 depend on the number of ranks or the batch size."""
 
+import importlib
+
 import pytest
 import torch
 
 from fastrft import attack_registry
 from fastrft.attacks import apgd, fgsm, pgd
+from fastrft.kernels import random_start
 from fastrft.toy import TinyCNN
 from tests.helpers import assert_close
 
@@ -54,3 +57,19 @@ def test_evaluation_attacks_take_seed_and_ids(net, name):
     a = run(net, x, y, 8 / 255, seed=1, ids=torch.tensor([5, 6]), **settings)
     b = run(net, x.flip(0), y.flip(0), 8 / 255, seed=1, ids=torch.tensor([6, 5]), **settings)
     assert torch.equal(a, b.flip(0))
+
+
+def test_apgd_restarts_start_from_successive_seeds(net, monkeypatch):
+    seeds = []
+
+    def recording(x, eps, norm, *, seed=None, ids=None, backend="auto"):
+        seeds.append(seed)
+        return random_start(x, eps, norm, seed=seed, ids=ids, backend=backend)
+
+    # the package's attribute apgd is the function: patch the module's name
+    monkeypatch.setattr(
+        importlib.import_module("fastrft.attacks.apgd"), "random_start_in_ball", recording
+    )
+    x, y = torch.rand(2, 3, 8, 8), torch.randint(0, 5, (2,))
+    apgd(net, x, y, 8 / 255, steps=1, restarts=3, seed=40, ids=torch.tensor([1, 2]))
+    assert seeds == [40, 41, 42], "restarts must not repeat one start"
