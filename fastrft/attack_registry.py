@@ -58,7 +58,9 @@ class AttackSpec:
     training: bool = True
     """May craft the training examples (attack.name)."""
     evaluation: bool = True
-    """May evaluate with a per-sample eps: eval.attack, validation, the accuracy curve."""
+    """May evaluate with a per-sample eps: eval.attack, validation, the accuracy curve. Its
+    function takes the random start's ``seed`` and ``ids`` (keywords), which make a sample's
+    result independent of its batch (:func:`fastrft.kernels.random_start`)."""
     whole_set: bool = False
     """Run by its own package over the whole set once per budget: `fastrft eval` only."""
     iterative: bool = True

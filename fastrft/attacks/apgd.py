@@ -92,9 +92,16 @@ def apgd_run(
     rho: float,
     momentum: float,
     backend: Backend,
+    *,
+    seed: int | Tensor | None = None,
+    ids: Tensor | None = None,
 ) -> APGDResult:
-    """One APGD run on a model already in attack mode; eps is a float32 (N,) tensor."""
-    x_adv = random_start_in_ball(x, eps, norm, backend=backend) if random_start else x.clone()
+    """One APGD run on a model already in attack mode; eps is a float32 (N,) tensor; seed and
+    ids are the random start's (:func:`fastrft.kernels.random_start`)."""
+    if random_start:
+        x_adv = random_start_in_ball(x, eps, norm, seed=seed, ids=ids, backend=backend)
+    else:
+        x_adv = x.clone()
     losses, logits, grad = loss_and_grad(model, x_adv, y, loss_fn)
     success = succeeded(logits, y, targeted)
     x_best_adv, x_best, grad_best = x_adv.clone(), x_adv.clone(), grad.clone()
@@ -164,6 +171,8 @@ def apgd(
     freeze_params: bool = True,
     backend: Backend = "auto",
     validate: bool = True,
+    seed: int | Tensor | None = None,
+    ids: Tensor | None = None,
 ) -> Tensor:
     """APGD attack; returns for each sample the best point found, by the rule ``best``.
 
@@ -171,10 +180,12 @@ def apgd(
     misclassified at any step returns the last such point, a sample never misclassified its
     highest-loss point. ``best="loss"`` (training, Madry's inner maximisation): every sample
     returns its highest-loss point. ``restarts`` > 1 reruns the attack from new random starts
-    and keeps per sample the first success ("adversarial") or the higher loss ("loss").
-    Other arguments as for :func:`fastrft.attacks.pgd`, including its use under
-    ``torch.no_grad()`` and ``torch.inference_mode()``; ``loss`` "dlr" needs at least three
-    classes.
+    and keeps per sample the first success ("adversarial") or the higher loss ("loss");
+    with a ``seed``, restart r starts from ``seed + r``. ``seed`` and ``ids`` are the random
+    start's, as for :func:`fastrft.attacks.pgd`: with ids, a sample's result does not depend
+    on the batch it is attacked in. Other arguments as for :func:`fastrft.attacks.pgd`,
+    including its use under ``torch.no_grad()`` and ``torch.inference_mode()``; ``loss``
+    "dlr" needs at least three classes.
     """
     if best not in ("loss", "adversarial"):
         raise ValueError(
@@ -197,15 +208,29 @@ def apgd(
         validate=validate,
     )
     loss_fn = attack_loss(loss, targeted)
-    with attack_mode(model, model_mode, freeze_params):
-        result = apgd_run(
-            model, x, y, eps_v, steps, norm, loss_fn, targeted, random_start, rho, momentum, backend
+
+    def run(restart: int) -> APGDResult:
+        return apgd_run(
+            model,
+            x,
+            y,
+            eps_v,
+            steps,
+            norm,
+            loss_fn,
+            targeted,
+            random_start or restart > 0,
+            rho,
+            momentum,
+            backend,
+            seed=None if seed is None else seed + restart,
+            ids=ids,
         )
-        for _ in range(restarts - 1):
-            again = apgd_run(
-                model, x, y, eps_v, steps, norm, loss_fn, targeted, True, rho, momentum, backend
-            )
-            _merge(result, again)
+
+    with attack_mode(model, model_mode, freeze_params):
+        result = run(0)
+        for restart in range(1, restarts):
+            _merge(result, run(restart))
     return result.best(best)
 
 

@@ -38,6 +38,8 @@ def pgd(
     freeze_params: bool = True,
     backend: Backend = "auto",
     validate: bool = True,
+    seed: int | Tensor | None = None,
+    ids: Tensor | None = None,
 ) -> Tensor:
     """PGD: ``steps`` gradient steps of size ``alpha`` inside the ``norm`` ball of radius ``eps``.
 
@@ -50,6 +52,10 @@ def pgd(
         steps: number of gradient steps.
         norm: "linf" (sign steps) or "l2" (normalised gradient steps).
         random_start: start from a uniform point of the ball rather than from x.
+        seed, ids: the random start's (:func:`fastrft.kernels.random_start`): seed None draws
+            from torch's generator, an int or a one-element tensor fixes the noise; ids, an
+            integer (N,) tensor, keys each sample's draw so that its start is the same in any
+            batch, at any position (default: by position). Unused without random_start.
         loss: "ce", "dlr", or a function (logits, y) -> per-sample losses (y may then be any
             per-sample target, e.g. TRADES' clean probabilities); ascended (descended towards
             y when ``targeted``).
@@ -87,7 +93,10 @@ def pgd(
     loss_fn = attack_loss(loss, targeted)
     step = STEPS[norm]
     with attack_mode(model, model_mode, freeze_params):
-        x_adv = random_start_in_ball(x, eps, norm, backend=backend) if random_start else x.clone()
+        if random_start:
+            x_adv = random_start_in_ball(x, eps, norm, seed=seed, ids=ids, backend=backend)
+        else:
+            x_adv = x.clone()
         for _ in range(steps):
             _, _, grad = loss_and_grad(model, x_adv, y, loss_fn)
             step(x_adv, grad, x, eps, alpha, out=x_adv, backend=backend)
@@ -106,7 +115,8 @@ def fgsm(
 ) -> Tensor:
     """FGSM; with ``random_start`` (the default), FGSM-RS of Wong et al. (2020): a uniform
     start in the l_inf ball, then one sign step of ``alpha`` (default 1.25 * eps; eps without
-    random start), projected. l_inf only. Other keyword arguments as for :func:`pgd`."""
+    random start), projected. l_inf only. Other keyword arguments as for :func:`pgd`, the
+    random start's ``seed`` and ``ids`` among them."""
     if canonical_norm(norm) != "linf":
         raise ValueError(
             f"fgsm is an l_inf attack (a sign step), got norm={norm!r}; for one l_2 step use "

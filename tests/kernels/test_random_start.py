@@ -27,6 +27,11 @@ def _distances(out: Tensor, x: Tensor, norm: str) -> Tensor:
     return d.abs().amax(1) if norm == "linf" else d.norm(dim=1)
 
 
+def _large_ids(n: int, device) -> Tensor:
+    """Ids far from the positions 0..n-1: a keyed draw must be as uniform as a positional one."""
+    return torch.arange(n, device=device) + 10**9
+
+
 def _ks(u: Tensor) -> float:
     """Kolmogorov-Smirnov distance between the values u (their CDF under the null) and U[0, 1]."""
     s = u.double().flatten().sort().values
@@ -101,24 +106,28 @@ def test_seeds(norm, backend, device):
     assert (a != c).float().mean() > 0.5, "seeds 5 and 6 give mostly the same noise"
 
 
+@pytest.mark.parametrize("keyed", [False, True])
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("norm", NORMS)
-def test_manual_seed_makes_seed_none_reproducible(norm, backend, device):
+def test_manual_seed_makes_seed_none_reproducible(norm, backend, keyed, device):
     x = images((2, 3, 8, 8), device=device)
+    ids = torch.tensor([7, 3], device=device) if keyed else None
     torch.manual_seed(42)
-    a = random_start(x, 0.1, norm, backend=backend)
-    b = random_start(x, 0.1, norm, backend=backend)
+    a = random_start(x, 0.1, norm, ids=ids, backend=backend)
+    b = random_start(x, 0.1, norm, ids=ids, backend=backend)
     torch.manual_seed(42)
-    c = random_start(x, 0.1, norm, backend=backend)
+    c = random_start(x, 0.1, norm, ids=ids, backend=backend)
     assert torch.equal(a, c), "torch.manual_seed did not reproduce the draw"
     assert not torch.equal(a, b), "two calls with seed=None drew the same noise"
 
 
+@pytest.mark.parametrize("keyed", [False, True])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_linf_offsets_are_uniform(backend, device):
+def test_linf_offsets_are_uniform(backend, keyed, device):
     x = torch.full((4, 3, 32, 32), 0.5, device=device)
     eps = 0.25  # [0.25, 0.75]: the box never clamps
-    delta = (random_start(x, eps, "linf", seed=2024, backend=backend) - x).double()
+    ids = _large_ids(4, device) if keyed else None
+    delta = (random_start(x, eps, "linf", seed=2024, ids=ids, backend=backend) - x).double()
     n = delta.numel()
     ks = _ks((delta / eps + 1) / 2)
     assert ks < 2.5 / n**0.5, f"KS distance {ks:.4f} to U[-eps, eps] over {n} offsets"
@@ -132,15 +141,21 @@ def test_linf_offsets_are_uniform(backend, device):
     assert abs(corr) < 0.05, f"neighbouring offsets correlate: {corr:.3f}"
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_l2_radius_and_direction_in_three_dimensions(backend, device):
+# the kernel without ids draws exactly what it draws with ids 0..N-1
+# (test_no_ids_means_ids_are_the_positions), so its slow interpreted run is keyed only
+@pytest.mark.parametrize(
+    ("backend", "keyed"), [("triton", True), ("torch", False), ("torch", True)]
+)
+def test_l2_radius_and_direction_in_three_dimensions(backend, keyed, device):
     # uniform in the 3-d ball: r = ||x0 - x|| / eps has P(r <= t) = t^3, and each coordinate
     # of the direction is uniform on [-1, 1] (Archimedes). 256 samples keep the interpreter
     # (one program per sample) to a few seconds, so the bounds are generous.
     n = 256
     x = torch.full((n, 3, 1, 1), 0.5, device=device)
     eps = 0.25  # |x0 - x| <= 0.25 per coordinate: the box never clamps
-    delta = (random_start(x, eps, "l2", seed=99, backend=backend) - x).double().flatten(1)
+    ids = _large_ids(n, device) if keyed else None
+    delta = random_start(x, eps, "l2", seed=99, ids=ids, backend=backend) - x
+    delta = delta.double().flatten(1)
     r = delta.norm(dim=1) / eps
     assert r.max() <= 1 + SCALE_RTOL
     ks = _ks(r**3)
@@ -153,11 +168,14 @@ def test_l2_radius_and_direction_in_three_dimensions(backend, device):
     assert ks_dir < 0.12, f"KS distance {ks_dir:.3f} of a direction coordinate to U[-1, 1]"
 
 
+@pytest.mark.parametrize("keyed", [False, True])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_l2_noise_is_gaussian_in_high_dimension(backend, device):
+def test_l2_noise_is_gaussian_in_high_dimension(backend, keyed, device):
     # in d = 4,800 dims, r ~ 1 and ||v|| ~ sqrt(d), so sqrt(d) (x0 - x) / ||x0 - x|| ~ N(0, 1)
     x = torch.full((4, 3, 40, 40), 0.5, device=device)
-    delta = (random_start(x, 0.1, "l2", seed=8, backend=backend) - x).double().flatten(1)
+    ids = _large_ids(4, device) if keyed else None
+    delta = random_start(x, 0.1, "l2", seed=8, ids=ids, backend=backend) - x
+    delta = delta.double().flatten(1)
     z = delta / delta.norm(dim=1, keepdim=True) * delta.shape[1] ** 0.5
     ks = _ks(torch.special.ndtr(z))
     assert ks < 2.5 / z.numel() ** 0.5, f"KS distance {ks:.4f} to N(0, 1) over {z.numel()}"
@@ -187,12 +205,14 @@ def test_auto_backend_uses_reference_on_cpu():
     assert_close(got, random_start_reference(x, eps, "l2", seed=9), what="auto on CPU")
 
 
-def test_compiled_equals_eager(device):
+@pytest.mark.parametrize("keyed", [False, True])
+def test_compiled_equals_eager(keyed, device):
     x = images((3, 3, 12, 12), device=device)
     eps = eps_per_sample(3, device)
+    ids = torch.tensor([40, 2, 40], device=device) if keyed else None
 
     def start(x0):
-        return random_start(x0, eps, "l2", seed=123, backend="triton")
+        return random_start(x0, eps, "l2", seed=123, ids=ids, backend="triton")
 
     compiled = torch.compile(start, fullgraph=True, dynamic=False)
     assert_close(compiled(x), start(x), what="compiled")
@@ -205,6 +225,12 @@ def test_compiled_equals_eager(device):
         ({"eps": torch.ones(3)}, "per-sample values"),
         ({"out": torch.empty(2, 3, 4, 5)}, "out has shape"),
         ({"seed": torch.tensor([1.5])}, "seed must be"),
+        (
+            {"ids": torch.arange(3)},
+            r"ids must be .* shape \(2,\).*got torch.int64 with shape \(3,\)",
+        ),
+        ({"ids": torch.zeros(2)}, r"ids must be an integer tensor.*got torch.float32"),
+        ({"ids": [0, 1]}, r"ids must be .*got list"),
         ({"backend": "cuda"}, "backend must be one of"),
     ],
 )
@@ -214,3 +240,64 @@ def test_bad_input_is_named(kwargs, match, device):
     args = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in args.items()}
     with pytest.raises(ValueError, match=match):
         random_start(**args)
+
+
+# Keyed starts (ids): sample n's start depends on (seed, ids[n], eps[n], x[n]) alone. 3x5x7
+# has a tail in its one block; 3x40x35 = 4,200 elements spans two blocks, the second a tail.
+KEYED_SHAPES = [(7, 3, 5, 7), (7, 3, 40, 35)]
+KEYS = [10**9 + 3, 5, 17, 0, 2**40, 6, 1]
+
+
+def _keyed(x: Tensor, eps: Tensor, ids: Tensor, norm: str, backend: str) -> Tensor:
+    return random_start(x, eps, norm, seed=321, ids=ids, backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("shape", KEYED_SHAPES)
+def test_keyed_start_is_batch_invariant(shape, norm, backend, device):
+    x = images(shape, device=device)
+    eps = torch.linspace(0.05, 0.4, shape[0], device=device)
+    ids = torch.tensor(KEYS, device=device)
+    whole = _keyed(x, eps, ids, norm, backend)
+    perm = torch.tensor([3, 6, 0, 5, 1, 4, 2], device=device)
+    permuted = _keyed(x[perm], eps[perm], ids[perm], norm, backend)
+    assert torch.equal(permuted, whole[perm]), "a permuted batch draws other starts"
+    split = [_keyed(x[s], eps[s], ids[s], norm, backend) for s in (slice(0, 3), slice(3, None))]
+    assert torch.equal(torch.cat(split), whole), "a batch split in two draws other starts"
+    alone = _keyed(x[4:5], eps[4:5], ids[4:5], norm, backend)
+    assert torch.equal(alone, whole[4:5]), "a sample alone draws another start than in a batch"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("norm", NORMS)
+def test_equal_ids_scale_one_draw_by_each_budget(norm, backend, device):
+    # one image at four budgets (the evaluation's repeats): the same unit draw, scaled; x = 0.5
+    # and eps <= 0.1 keep the box out of the way
+    x = torch.full((4, 3, 5, 7), 0.5, device=device)
+    eps = torch.tensor([0.01, 0.02, 0.05, 0.1], device=device)
+    ids = torch.full((4,), 12345, device=device)
+    start = _keyed(x, eps, ids, norm, backend)
+    assert (_distances(start, x, norm) > 0.5 * eps).all(), "no noise drawn"
+    unit = (start - x).double() / eps.double().view(-1, 1, 1, 1)
+    # delta = fl(0.5 + eps * w) - 0.5 is exact to 2^-24 absolute, so w to 2^-24 / eps
+    for n in range(1, 4):
+        assert_close(unit[n], unit[0], atol=1e-5, what=f"unit draw at eps {eps[n].item()}")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("norm", NORMS)
+def test_distinct_ids_draw_distinct_noise(norm, backend, device):
+    x = torch.full((2, 3, 5, 7), 0.5, device=device)
+    start = random_start(
+        x, 0.1, norm, seed=5, ids=torch.tensor([8, 9], device=device), backend=backend
+    )
+    assert (start[0] != start[1]).float().mean() > 0.9, "ids 8 and 9 share their noise"
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_no_ids_means_ids_are_the_positions(norm, device):
+    x = images((5, 3, 5, 7), device=device)
+    got = random_start(x, 0.1, norm, seed=6, backend="triton")
+    positions = torch.arange(5, dtype=torch.int32, device=device)  # any integer dtype
+    assert torch.equal(got, random_start(x, 0.1, norm, seed=6, ids=positions, backend="triton"))
