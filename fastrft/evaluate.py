@@ -24,9 +24,13 @@ there). Models are evaluated in eval mode, with their mode and parameters' requi
 restored afterwards; inputs are pixels in [0, 1] and are moved to the device of the model's
 first parameter.
 
-Reproducible numbers: ``seed`` fixes the attacks' random starts (torch's generators, which
-the Triton random-start kernel draws its seed from, are forked, so the caller's stream is left
-as it was), and ``precision`` fixes the arithmetic whatever autocast surrounds the call.
+Reproducible numbers: each image's random start is keyed by (``seed``, the image's index in the
+evaluation set), never by its place in a batch, so a curve does not depend on the batch size,
+on ``max_batch``, on the strategy's batching, or on how many processes share the set (each
+evaluates a contiguous shard from ``first_index`` and ``sum_across`` adds up the counts); an
+image also draws the same unit noise at every budget, so "bisect" attacks an (image, budget)
+pair exactly as "all" does. torch's generators are forked, so the caller's stream is left as it
+was; ``precision`` fixes the arithmetic whatever autocast surrounds the call.
 """
 
 from __future__ import annotations
@@ -78,15 +82,17 @@ AttackRun = Callable[..., Tensor]  # (model, x, y, eps) -> x_adv
 
 @dataclasses.dataclass(frozen=True)
 class Curve:
-    """An accuracy-vs-eps curve and what it cost. ``attack_calls``: calls of the attack
-    function; ``gradient_passes``: forward+backward passes of the model over the rows of one
-    call, ``steps`` per call (apgd adds one forward-only pass per call); with the default
-    ``max_batch`` every call is one evaluation batch, so both strategies count in batches."""
+    """An accuracy-vs-eps curve over ``samples`` images and what it cost. ``attack_calls``:
+    calls of the attack function; ``gradient_passes``: forward+backward passes of the model
+    over the rows of one call, ``steps`` per call (apgd adds one forward-only pass per call);
+    with the default ``max_batch`` every call is one evaluation batch, so both strategies count
+    in batches. All three are summed over the processes that shared the set."""
 
     accuracies: list[float]
     strategy: Strategy
     attack_calls: int
     gradient_passes: int
+    samples: int
 
 
 @dataclasses.dataclass
@@ -98,9 +104,9 @@ class Spent:
     def counting(self, run: AttackRun) -> AttackRun:
         """``run``, counting its calls here."""
 
-        def counted(*args: Any) -> Tensor:
+        def counted(*args: Any, **kwargs: Any) -> Tensor:
             self.calls += 1
-            return run(*args)
+            return run(*args, **kwargs)
 
         return counted
 
@@ -231,6 +237,8 @@ def measure_curve(
     seed: int | None = None,
     precision: Precision = "fp32",
     progress: OnProgress | None = None,
+    first_index: int = 0,
+    sum_across: Callable[[Tensor], Tensor] | None = None,
 ) -> Curve:
     """Accuracy under ``attack`` at every budget of ``grid``, in one pass over ``batches``,
     with the attack calls and gradient passes it took.
@@ -247,41 +255,70 @@ def measure_curve(
     sorted; pass it with the result to :func:`expected_robustness` when it starts at 0.
     ``progress`` is called after each batch with the count done and the batch count (None for
     batches without a length).
+
+    Several processes evaluate one set together by each passing its contiguous shard as
+    ``batches``, the index of the shard's first image in the set as ``first_index``, the same
+    ``seed``, and ``sum_across`` (e.g. an all-reduce sum over the processes), which adds up the
+    int64 counts of every process before the accuracies are taken: the curve is then the one a
+    single process makes of the whole set. Without ``seed``, the random starts' key is drawn
+    from torch's current stream.
     """
     device = model_device(model)
     eps = torch.tensor(check_budgets(grid), dtype=torch.float32, device=device)
     if strategy not in CURVE_STRATEGIES:
         raise ValueError(f"strategy must be 'all' or 'bisect', got {strategy!r}")
+    check_count("first_index", first_index, 0)
+    if max_batch is not None:
+        check_count("max_batch", max_batch, 1, " or None (the batch size)")
     spent = Spent()
-    run = spent.counting(attack_fn(attack, steps, norm, attack_kwargs))
-    if max_batch is not None and (
-        isinstance(max_batch, bool) or not isinstance(max_batch, numbers.Integral) or max_batch < 1
-    ):
-        raise ValueError(
-            f"max_batch must be an int >= 1 or None (the batch size), got {max_batch!r}"
-        )
+    attack_run = attack_fn(attack, steps, norm, attack_kwargs)
     clean, attacked = (eps == 0).nonzero().flatten(), eps.nonzero().flatten()
     per_budget = correct_per_budget if strategy == "all" else bisected_correct_per_budget
     correct, total = torch.zeros_like(eps, dtype=torch.int64), 0
     count = len(batches) if isinstance(batches, Sized) else None
     with seeded(seed, device), precision_context(precision, device), attack_mode(model, "eval"):
+        run = spent.counting(functools.partial(attack_run, seed=start_key(device)))
         for done, (x, y) in enumerate(batches, 1):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            ids = torch.arange(len(y), device=device) + (first_index + total)
             clean_ok = predict_correct(model, x, y)
             correct[clean] += clean_ok.sum()
             if len(attacked):
                 chunk = max_batch or len(y)
-                correct[attacked] += per_budget(model, x, y, clean_ok, eps[attacked], run, chunk)
+                correct[attacked] += per_budget(
+                    model, x, y, ids, clean_ok, eps[attacked], run, chunk
+                )
             total += len(y)
             if progress is not None:
                 progress(done, count)
-    return Curve(ratio(correct, total), strategy, spent.calls, spent.calls * steps)
+    counts = torch.cat([correct, torch.tensor([total, spent.calls], device=device)])
+    if sum_across is not None:
+        counts = sum_across(counts)
+    *correct_all, total_all, calls = counts.tolist()
+    if total_all == 0:
+        raise ValueError("batches is empty: nothing to evaluate")
+    accuracies = [c / total_all for c in correct_all]
+    return Curve(accuracies, strategy, calls, calls * steps, total_all)
+
+
+def start_key(device: torch.device) -> Tensor:
+    """The key every random start of one evaluation shares, drawn from torch's current stream
+    (seeded by :func:`seeded`), as the one-element int64 tensor the attacks take as ``seed``."""
+    return torch.randint(0, 2**62, (1,), dtype=torch.int64).to(device)
+
+
+def check_count(name: str, value: Any, least: int, alternative: str = "") -> None:
+    """ValueError unless ``value`` is an int (not a bool) >= ``least``; ``alternative`` names
+    what else the argument may be."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        raise ValueError(f"{name} must be an int >= {least}{alternative}, got {value!r}")
 
 
 def correct_per_budget(
     model: nn.Module,
     x: Tensor,
     y: Tensor,
+    ids: Tensor,
     clean_ok: Tensor,
     eps: Tensor,
     run: AttackRun,
@@ -289,13 +326,14 @@ def correct_per_budget(
 ) -> Tensor:
     """How many of the B images stay correct at each budget of ``eps`` (G,), counting only
     those correct on x (``clean_ok``): the B * G copies, copy i being image i % B at budget
-    i // B, attacked ``chunk`` copies at a time."""
+    i // B, attacked ``chunk`` copies at a time, each copy's random start keyed by its image's
+    id in ``ids``."""
     b, g = len(y), len(eps)
     counts = torch.zeros(g, dtype=torch.int64, device=y.device)
     for start in range(0, b * g, chunk):
         copy = torch.arange(start, min(start + chunk, b * g), device=y.device)
         image, budget = copy % b, copy // b
-        x_adv = run(model, x[image], y[image], eps[budget])
+        x_adv = run(model, x[image], y[image], eps[budget], ids=ids[image])
         robust = clean_ok[image] & predict_correct(model, x_adv, y[image])
         counts.index_add_(0, budget, robust.long())
     return counts
@@ -311,6 +349,7 @@ def bisected_correct_per_budget(
     model: nn.Module,
     x: Tensor,
     y: Tensor,
+    ids: Tensor,
     clean_ok: Tensor,
     eps: Tensor,
     run: AttackRun,
@@ -329,7 +368,7 @@ def bisected_correct_per_budget(
         open_ = clean_ok & (lo < hi)
         mid = (lo + hi) // 2  # < hi <= g wherever open
         budget = torch.where(open_, sorted_eps[mid.clamp(max=g - 1)], 0.0)
-        broken = ~correct_under(model, x, y, budget, run, chunk)
+        broken = ~correct_under(model, x, y, ids, budget, run, chunk)
         hi = torch.where(open_ & broken, mid, hi)
         lo = torch.where(open_ & ~broken, mid + 1, lo)
     first_broken = hi  # == lo for every image correct on x
@@ -338,15 +377,13 @@ def bisected_correct_per_budget(
 
 
 def correct_under(
-    model: nn.Module, x: Tensor, y: Tensor, eps: Tensor, run: AttackRun, chunk: int
+    model: nn.Module, x: Tensor, y: Tensor, ids: Tensor, eps: Tensor, run: AttackRun, chunk: int
 ) -> Tensor:
-    """Per image: correct at the attack's point with its own budget ``eps`` (B,), attacked
-    ``chunk`` images at a time."""
+    """Per image: correct at the attack's point with its own budget ``eps`` (B,) and its random
+    start keyed by ``ids`` (B,), attacked ``chunk`` images at a time."""
+    rows = zip(*(t.split(chunk) for t in (x, y, ids, eps)), strict=True)
     return torch.cat(
-        [
-            predict_correct(model, run(model, xs, ys, es), ys)
-            for xs, ys, es in zip(x.split(chunk), y.split(chunk), eps.split(chunk), strict=True)
-        ]
+        [predict_correct(model, run(model, xs, ys, es, ids=ks), ys) for xs, ys, ks, es in rows]
     )
 
 
@@ -460,6 +497,9 @@ def paper_metrics(
     cfg: RunConfig,
     autoattack: bool = False,
     progress: OnProgress | None = None,
+    *,
+    first_index: int = 0,
+    sum_across: Callable[[Tensor], Tensor] | None = None,
 ) -> dict[str, Any]:
     """The paper's numbers for a run's model on ``batches`` (a loader with ``num_samples``),
     as the run's config asks: the accuracy-vs-eps curve up to eval.eps_max, clean accuracy,
@@ -468,11 +508,16 @@ def paper_metrics(
     calls and gradient passes it took; None under AutoAttack). The trainer's results.json and
     `fastrft eval` both come from here, so the same checkpoint gives the same curve in both.
     ``autoattack``: the curve under AutoAttack instead, one run per budget. ``progress`` counts
-    the batches, or under AutoAttack the budgets (see :func:`accuracy_curve`)."""
+    the batches, or under AutoAttack the budgets (see :func:`accuracy_curve`). ``first_index``
+    and ``sum_across``: ``batches`` is one process's shard of a shared evaluation (see
+    :func:`measure_curve`); AutoAttack evaluates in one process only."""
     e, norm, eps_g = cfg.eval, cfg.attack.norm, cfg.attack.eps
     eps_max, step = cfg.eval_grid()
     grid = eps_grid(eps_max, step)
     if autoattack:
+        if sum_across is not None:
+            raise ValueError("AutoAttack evaluates in one process: run it without torchrun")
+        samples = batches.num_samples
         curve = []
         for eps in grid:
             curve.append(autoattack_accuracy(model, batches, eps, norm))
@@ -492,8 +537,10 @@ def paper_metrics(
             seed=cfg.seed,
             precision=e.precision,
             progress=progress,
+            first_index=first_index,
+            sum_across=sum_across,
         )
-        curve = measured.accuracies
+        curve, samples = measured.accuracies, measured.samples
         how = {"attack": e.attack, "steps": e.steps, "precision": e.precision, "seed": cfg.seed}
         cost = {
             "strategy": measured.strategy,
@@ -511,5 +558,5 @@ def paper_metrics(
         "accuracy_curve": curve,
         **how,
         **cost,
-        "num_samples": batches.num_samples,
+        "num_samples": samples,
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -143,9 +144,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun(*args: str, nproc: int = 2, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def torchrun(
+    *args: str, nproc: int = 2, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """``python -m torch.distributed.run`` with ``nproc`` local processes (gloo on a CPU) on a
-    free port, killed after ``timeout`` seconds (a safety net, never a measure of success)."""
+    free port, killed after ``timeout`` seconds (a safety net, never a measure of success);
+    ``env`` is added to this process's environment."""
     return subprocess.run(
         [
             sys.executable,
@@ -160,4 +164,5 @@ def torchrun(*args: str, nproc: int = 2, timeout: float = 600) -> subprocess.Com
         capture_output=True,
         text=True,
         timeout=timeout,
+        env={**os.environ, **(env or {})},
     )

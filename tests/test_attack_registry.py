@@ -135,5 +135,8 @@ def test_registered_attack_trains_and_evaluates(registered, trained):
         norm="linf", steps=3, alpha=0.01, loss="ce", random_start=True, validate=False
     )
     curve = accuracy_curve(model, [(x, y)], [0.0, EPS], attack="fake", steps=2)
+    keys = {k: fake.calls[-1].pop(k) for k in ("seed", "ids")}  # the random starts' keys
     assert fake.calls[-1] == dict(norm="linf", steps=2)
+    assert torch.equal(keys["ids"], torch.arange(len(x))), "each image keyed by its index"
+    assert keys["seed"].dtype == torch.int64 and keys["seed"].shape == (1,)
     assert curve[0] == curve[1], "the fake attack leaves x as it is"

@@ -12,6 +12,7 @@ _EXPORTS = {
     "InMemoryLoader": "memory",
     "Loaders": "loaders",
     "Split": "sources",
+    "build_eval_loader": "loaders",
     "build_loaders": "loaders",
     "load_dataset": "sources",
 }

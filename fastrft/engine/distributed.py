@@ -26,6 +26,11 @@ class Dist:
         return self.rank == 0
 
 
+def launched_rank() -> int:
+    """This process's rank as torchrun set it (RANK), 0 when not launched by torchrun."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def init_distributed(device: str) -> Dist:
     """Join the process group torchrun set up (nccl on CUDA, gloo on the CPU)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -33,7 +38,7 @@ def init_distributed(device: str) -> Dist:
         return Dist()
     if "TORCHELASTIC_RUN_ID" in os.environ:  # a torchrun worker: it dies with torchrun
         die_with_parent(os.getppid())
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    rank, local = launched_rank(), int(os.environ.get("LOCAL_RANK", "0"))
     cuda = device != "cpu" and torch.cuda.is_available()
     if not dist.is_initialized():
         dist.init_process_group("nccl" if cuda else "gloo")

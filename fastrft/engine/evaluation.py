@@ -6,6 +6,7 @@ model and batches).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,8 @@ from torch import Tensor, nn
 
 from fastrft import attack_registry, evaluate
 from fastrft.attacks import attack_mode
-from fastrft.config import RunConfig, load_config
-from fastrft.data import build_loaders
+from fastrft.config import ConfigError, RunConfig, load_config
+from fastrft.data import build_eval_loader
 from fastrft.evaluate import (
     OnProgress,
     Precision,
@@ -32,7 +33,7 @@ from fastrft.schedules import Schedule
 
 from .checkpoint import Checkpointer, load_checkpoint
 from .devices import pick_device
-from .distributed import Dist
+from .distributed import all_reduce_sum, close_distributed, init_distributed
 from .speed import Speed, resolve_speed
 
 # how the files torch.save writes begin: a zip archive, or (before torch 1.6) a pickle
@@ -156,7 +157,12 @@ def evaluate_checkpoint(
     unreadable, with a warning). The run's eval.* settings and seed, with the model in the run's
     memory layout, unless given here. ``attack`` "autoattack" runs AutoAttack once per budget.
     ``overrides`` are config keys (e.g. data.root=PATH, device=cpu) applied over the run's
-    saved config, and are checked as at training. ``progress`` as for paper_metrics."""
+    saved config, and are checked as at training. ``progress`` as for paper_metrics.
+
+    Under torchrun, the ranks share the evaluation: each evaluates its contiguous shard of the
+    split on its own device, and every rank returns the whole set's numbers (the counts are
+    summed across ranks), the same as one process gives, since each image's random starts are
+    keyed by its index in the split."""
     autoattack = attack_registry.whole_set(attack)
     given = {
         "eval.eps_max": eps_max,
@@ -169,18 +175,37 @@ def evaluate_checkpoint(
     options = [f"{key}={value}" for key, value in given.items() if value is not None]
     path, state = _read_checkpoint(Path(path))
     cfg = load_config([], [*options, *overrides], base=yaml.safe_load(state["config"]))
-    device = pick_device(cfg.device, Dist())  # as training picks it, and checks it
-    channels_last = resolve_speed(cfg.speed, device).channels_last  # the trainer's layout
-    model = build_model(cfg.model.name, state["num_classes"], img_size=cfg.data.img_size)
-    model.load_state_dict(state["model"])
-    model.to(device).eval()
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    batches = build_loaders(cfg.data, device, seed=cfg.seed, channels_last=channels_last).val
-    return {
-        "checkpoint": str(path),
-        **evaluate.paper_metrics(model, batches, cfg, autoattack, progress),
-    }
+    d = init_distributed(cfg.device)
+    try:
+        if autoattack and d.enabled:
+            raise ConfigError("--attack autoattack runs in one process: drop torchrun")
+        device = pick_device(cfg.device, d)  # as training picks it, and checks it
+        channels_last = resolve_speed(cfg.speed, device).channels_last  # the trainer's layout
+        model = build_model(cfg.model.name, state["num_classes"], img_size=cfg.data.img_size)
+        model.load_state_dict(state["model"])
+        model.to(device).eval()
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        batches = build_eval_loader(
+            cfg.data,
+            device,
+            seed=cfg.seed,
+            channels_last=channels_last,
+            rank=d.rank,
+            world_size=d.world_size,
+        )
+        measured = evaluate.paper_metrics(
+            model,
+            batches,
+            cfg,
+            autoattack,
+            progress,
+            first_index=batches.first_index,
+            sum_across=functools.partial(all_reduce_sum, d=d) if d.enabled else None,
+        )
+    finally:
+        close_distributed(d)
+    return {"checkpoint": str(path), **measured, "processes": d.world_size}
 
 
 def _read_checkpoint(path: Path) -> tuple[Path, dict[str, Any]]:

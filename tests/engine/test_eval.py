@@ -15,10 +15,14 @@ from rich.console import Console
 
 from fastrft import evaluate as evaluate_module
 from fastrft.cli import main
-from fastrft.config import load_config
+from fastrft.config import ConfigError, load_config
+from fastrft.data import build_eval_loader
 from fastrft.engine import Trainer
+from fastrft.engine import evaluation as evaluation_module
+from fastrft.engine.distributed import Dist
 from fastrft.engine.evaluation import validate
 from tests.engine.test_train import TINY, _files
+from tests.helpers import torchrun
 from tests.test_evaluate import WrongOnClean, every_other
 
 REPRODUCIBLE = ("attack", "steps", "precision", "seed", "num_samples", "eps", "norm")
@@ -80,6 +84,70 @@ def test_eval_by_bisection_says_so_and_counts_its_passes(run_dir, tmp_path, caps
     assert tuple(ev[k] for k in cost) == ("bisect", 3, 6)
     curve = ev["accuracy_curve"]
     assert curve[0] == trained["clean_acc"] and all(b <= a for a, b in pairwise(curve)), curve
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["all", "bisect"])
+def test_eval_shared_by_two_processes_gives_one_processs_numbers(run_dir, tmp_path, strategy):
+    """torchrun, 2 gloo processes: each evaluates its contiguous half of the 48 images, in
+    batches of 10 (so not one process's batches), and the counts are summed: the numbers of
+    one process, to the bit. One thread per process in both runs (torchrun's default for 2)."""
+    runs = {}
+    for processes in (1, 2):
+        out = tmp_path / f"{processes}.json"
+        args = ["--no-progress", "--strategy", strategy, "--out", str(out)]
+        run = torchrun(
+            "-m",
+            "fastrft",
+            "eval",
+            str(run_dir),
+            *args,
+            "data.eval_batch_size=10",
+            nproc=processes,
+            env={"OMP_NUM_THREADS": "1"},
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        runs[processes] = json.loads(out.read_text())
+    one, two = runs[1], runs[2]
+    assert (one["processes"], two["processes"]) == (1, 2)
+    for key in ("accuracy_curve", "clean_acc", "adv_acc", "expected_robustness", "num_samples"):
+        assert one[key] == two[key], key
+    assert two["num_samples"] == 48 and two["strategy"] == strategy
+    # one process: 5 batches; two: 3 each, every batch attacked per budget or per round
+    assert (one["attack_calls"], two["attack_calls"]) == tuple(
+        batches * (4 if strategy == "all" else 3) for batches in (5, 6)
+    )
+    assert 0 < one["accuracy_curve"][-1] < one["clean_acc"], "the attack must break images"
+
+
+def test_each_rank_evaluates_its_shard_keyed_by_its_index(run_dir, monkeypatch):
+    """Rank 1 of 2 (no process group: the sum across ranks is left out) evaluates images
+    24..47 of the split, their random starts keyed from index 24."""
+    seen = {}
+
+    def shard_only(model, batches, *args, first_index, sum_across, **kwargs):
+        seen["first_index"], seen["sums"] = first_index, sum_across is not None
+        seen["labels"] = [label for _, y in batches for label in y.tolist()]
+        return measure_curve(model, batches, *args, first_index=first_index, **kwargs)
+
+    whole = [label for _, y in _val_loader(run_dir) for label in y.tolist()]
+    measure_curve = evaluate_module.measure_curve
+    monkeypatch.setattr(evaluate_module, "measure_curve", shard_only)
+    monkeypatch.setattr(evaluation_module, "init_distributed", lambda device: Dist(1, 2))
+    results = evaluation_module.evaluate_checkpoint(run_dir)
+    assert seen == {"first_index": 24, "sums": True, "labels": whole[24:]}
+    assert results["num_samples"] == 24 and results["processes"] == 2
+
+
+def _val_loader(run_dir):
+    cfg = load_config([run_dir / "config.yaml"], [])
+    return build_eval_loader(cfg.data, torch.device("cpu"), seed=cfg.seed)
+
+
+def test_autoattack_refuses_to_share_an_evaluation(run_dir, monkeypatch):
+    monkeypatch.setattr(evaluation_module, "init_distributed", lambda device: Dist(0, 2))
+    with pytest.raises(ConfigError, match="autoattack runs in one process: drop torchrun"):
+        evaluation_module.evaluate_checkpoint(run_dir, attack="autoattack")
 
 
 def test_eval_of_a_checkpoint_file_with_pgd(run_dir, tmp_path):
