@@ -115,6 +115,24 @@ def _bench(out: Path, name: str) -> Callable[[str], dict[str, Any]]:
     return read
 
 
+def _curves(path: Path) -> Callable[[str], dict[str, Any]]:
+    """Per run: each measure's seconds and passes, and the comparison (not the curves)."""
+
+    def read(_: str) -> dict[str, Any]:
+        if not path.is_file():
+            return {}
+        keep = ("wall_s", "cpu_s", "gradient_passes")
+        return {
+            m["model"]: {
+                **{name: {k: m[name][k] for k in keep} for name in ("all", "bisect", "reseeded")},
+                "comparison": m["comparison"],
+            }
+            for m in json.loads(path.read_text())
+        }
+
+    return read
+
+
 def bench_args(name: str, out: Path) -> tuple[str, ...]:
     """The `fastrft bench` arguments of one ladder."""
     return (
@@ -179,6 +197,24 @@ def plan(out: Path) -> list[Step]:
             ("fastrft.cli", "fastrft.engine.trainer"),
             env={"TORCH_LOGS": "recompiles"},
             summarize=_hinge,
+        ),
+        Step(
+            "curve-strategies",
+            "the hinge run's curve 0..16/255 (APGD-CE-10, fp32) by all, bisect, and all under "
+            "seed + 1: passes, seconds, gaps",
+            (
+                PY,
+                "-m",
+                "benchmarks.curve_strategies",
+                str(WORK / "hinge"),
+                "--device",
+                "cuda",
+                "--json",
+                str(out / "curve-strategies.json"),
+            ),
+            40,
+            ("benchmarks.curve_strategies",),
+            summarize=_curves(out / "curve-strategies.json"),
         ),
     ]
     for name in LADDERS:

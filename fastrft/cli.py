@@ -118,9 +118,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Accuracy under attack on the run's validation split over budgets 0, "
         "step, ..., eps-max, expected robustness up to the run's attack.eps, as training "
         "computed them for results.json: each option defaults to the run's eval.* key, the "
-        "random starts are seeded with the run's seed, so the same checkpoint gives the same "
-        "numbers. Writes RUN_DIR/eval.json for a run directory, NAME.eval.json beside a "
-        "checkpoint file NAME.pt (atomically; see --out), checked before evaluating. Under "
+        "random starts are keyed by the run's seed and each image's index, so the same "
+        "checkpoint gives the same numbers. Writes RUN_DIR/eval.json for a run directory, "
+        "NAME.eval.json beside a checkpoint file NAME.pt (atomically; see --out), checked "
+        "before evaluating. Under "
         "`torchrun --nproc-per-node N -m fastrft eval ...` each process (GPU) evaluates a "
         "contiguous shard of the split and the counts are summed: the same numbers as one "
         "process, each image's random starts being keyed by its index.",
@@ -158,6 +159,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="all: attack every budget; bisect: bisect each image's smallest broken budget, "
         "ceil(log2(G+1)) attacks instead of G (default: eval.strategy)",
+    )
+    e.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="key of the random starts (default: eval.seed, else the run's seed); another "
+        "seed shows how much the numbers owe to the starts",
     )
     e.add_argument(
         "--out",
@@ -324,6 +332,7 @@ def _eval(args: argparse.Namespace) -> None:
             steps=args.steps,
             precision=args.precision,
             strategy=args.strategy,
+            seed=args.seed,
             overrides=args.overrides,
             progress=progress,
         )

@@ -357,6 +357,10 @@ class EvalConfig:
     smallest broken one: ceil(log2(G + 1)) attacks, 5 instead of 16 for 0..16/255; the same
     curve where the attack's success grows with eps, see README). Per-epoch validation attacks
     one budget, where both are one attack."""
+    seed: int | None = None
+    """Key of the evaluation's random starts (validation's and the final curve's): each
+    image's start depends on it and on the image's index in the split only; default: the run's
+    seed. Another value measures how much the numbers owe to the starts."""
     precision: str = "fp32"
     """Arithmetic of validation and of the final curve (as `fastrft eval`): fp32 (the numbers
     to report) or bf16 (autocast: faster on a GPU, may overstate robustness)."""
@@ -463,6 +467,10 @@ class RunConfig:
             and getattr(self.schedule, key) == 1
             and self.epochs > 1
         ]
+
+    def eval_seed(self) -> int:
+        """The key of the evaluation's random starts: eval.seed, default the run's seed."""
+        return self.seed if self.eval.seed is None else self.eval.seed
 
     def eval_grid(self) -> tuple[float, float]:
         """(eps_max, grid_step) of the final accuracy-vs-eps curve, defaults filled in."""

@@ -534,14 +534,19 @@ def paper_metrics(
             e.steps,
             norm,
             strategy=e.strategy,
-            seed=cfg.seed,
+            seed=cfg.eval_seed(),
             precision=e.precision,
             progress=progress,
             first_index=first_index,
             sum_across=sum_across,
         )
         curve, samples = measured.accuracies, measured.samples
-        how = {"attack": e.attack, "steps": e.steps, "precision": e.precision, "seed": cfg.seed}
+        how = {
+            "attack": e.attack,
+            "steps": e.steps,
+            "precision": e.precision,
+            "seed": cfg.eval_seed(),
+        }
         cost = {
             "strategy": measured.strategy,
             "attack_calls": measured.attack_calls,

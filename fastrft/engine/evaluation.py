@@ -106,7 +106,7 @@ def validate(net: nn.Module, loader: Any, cfg: RunConfig, device: torch.device) 
     out["val_clean_loss"], out["val_clean_acc"] = loss_acc(net, loader, cfg, device)
     if cfg.eval.adv_samples > 0 and cfg.attack.eps > 0:
         # the same random starts every epoch, outside the training stream
-        with seeded(cfg.seed, device):
+        with seeded(cfg.eval_seed(), device):
             out["val_adv_loss"], out["val_adv_acc"] = loss_acc(
                 net,
                 loader,
@@ -129,7 +129,8 @@ def final_results(
 ) -> dict[str, Any]:
     """A trained run's results.json: the paper's numbers (clean, robust at eps_g, the
     accuracy-vs-eps curve, E.adv) as `fastrft eval` computes them (on the bare model, not
-    compiled, in eval.precision, seeded with the run's seed), and how the run went."""
+    compiled, in eval.precision, its random starts keyed by eval.seed, by default the run's
+    seed), and how the run went."""
     return {
         **evaluate.paper_metrics(model, loader, cfg, progress=progress),
         "delay_time": delay_time([r["val_clean_acc"] for r in history]),
@@ -148,6 +149,7 @@ def evaluate_checkpoint(
     steps: int | None = None,
     precision: Precision | None = None,
     strategy: Strategy | None = None,
+    seed: int | None = None,
     overrides: Sequence[str] = (),
     progress: OnProgress | None = None,
 ) -> dict[str, Any]:
@@ -171,6 +173,7 @@ def evaluate_checkpoint(
         "eval.steps": steps,
         "eval.precision": precision,
         "eval.strategy": strategy,
+        "eval.seed": seed,
     }
     options = [f"{key}={value}" for key, value in given.items() if value is not None]
     path, state = _read_checkpoint(Path(path))

@@ -144,6 +144,27 @@ def _val_loader(run_dir):
     return build_eval_loader(cfg.data, torch.device("cpu"), seed=cfg.seed)
 
 
+def test_eval_seed_keys_the_random_starts(run_dir, tmp_path, monkeypatch):
+    """--seed (eval.seed) is the random starts' key, recorded; by default the run's seed."""
+    seeds = []
+
+    def spy(*args, seed, **kwargs):
+        seeds.append(seed)
+        return measure_curve(*args, seed=seed, **kwargs)
+
+    measure_curve = evaluate_module.measure_curve
+    monkeypatch.setattr(evaluate_module, "measure_curve", spy)
+    main(["eval", str(run_dir), "--seed", "7", "--out", str(tmp_path / "7.json")])
+    main(["eval", str(run_dir), "--out", str(tmp_path / "run.json")])
+    main(["eval", str(run_dir), "eval.seed=9", "--out", str(tmp_path / "9.json")])
+    assert seeds == [7, 0, 9]
+    assert [json.loads((tmp_path / f"{n}.json").read_text())["seed"] for n in (7, "run", 9)] == [
+        7,
+        0,
+        9,
+    ]
+
+
 def test_autoattack_refuses_to_share_an_evaluation(run_dir, monkeypatch):
     monkeypatch.setattr(evaluation_module, "init_distributed", lambda device: Dist(0, 2))
     with pytest.raises(ConfigError, match="autoattack runs in one process: drop torchrun"):
