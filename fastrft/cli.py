@@ -157,8 +157,9 @@ def _parser() -> argparse.ArgumentParser:
         "--strategy",
         choices=CURVE_STRATEGIES,
         default=None,
-        help="all: attack every budget; bisect: bisect each image's smallest broken budget, "
-        "ceil(log2(G+1)) attacks instead of G (default: eval.strategy)",
+        help="bisect: bisect each image's smallest broken budget, ceil(log2(G+1)) attacks "
+        "instead of G; all: attack every budget (default: eval.strategy, bisect unless the run "
+        "set it)",
     )
     e.add_argument(
         "--seed",

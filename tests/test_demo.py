@@ -127,7 +127,8 @@ def test_report_table_matches_results_json(quick_demo):
         delay = "never" if run["delay_time"] is None else str(run["delay_time"])
         assert cells[3] == delay, f"{run['label']}: delay {cells[3]} vs {delay}"
     assert "accuracy_vs_eps.png" in text and "clean_accuracy.png" in text
-    assert report["settings"]["eval_strategy"] == "all" and "every budget attacked" in text
+    assert report["settings"]["eval_strategy"] == "bisect"
+    assert "each image's smallest broken budget found by bisection" in text
 
 
 def test_second_run_reuses_the_cached_backbone(quick_demo, monkeypatch):
