@@ -33,7 +33,7 @@ from fastrft.schedules import Schedule
 
 from .checkpoint import Checkpointer, load_checkpoint
 from .devices import pick_device
-from .distributed import all_reduce_sum, close_distributed, init_distributed
+from .distributed import Dist, all_reduce_sum, close_distributed, init_distributed
 from .speed import Speed, resolve_speed
 
 # how the files torch.save writes begin: a zip archive, or (before torch 1.6) a pickle
@@ -126,18 +126,30 @@ def final_results(
     schedule: Schedule,
     speed: Speed,
     progress: OnProgress | None = None,
+    d: Dist | None = None,
 ) -> dict[str, Any]:
     """A trained run's results.json: the paper's numbers (clean, robust at eps_g, the
     accuracy-vs-eps curve, E.adv) as `fastrft eval` computes them (on the bare model, not
     compiled, in eval.precision, its random starts keyed by eval.seed, by default the run's
-    seed), and how the run went."""
+    seed), and how the run went. Under DDP, ``loader`` is this rank's shard of the split
+    (:func:`fastrft.data.build_eval_loader`) and the ranks of ``d`` share the evaluation."""
+    d = d or Dist()
     return {
-        **evaluate.paper_metrics(model, loader, cfg, progress=progress),
+        **evaluate.paper_metrics(model, loader, cfg, progress=progress, **shared(loader, d)),
+        "processes": d.world_size,
         "delay_time": delay_time([r["val_clean_acc"] for r in history]),
         "epochs": cfg.epochs,
         "schedule": schedule.describe(),
         "speed": speed.describe(),
     }
+
+
+def shared(loader: Any, d: Dist) -> dict[str, Any]:
+    """paper_metrics' arguments for an evaluation the ranks of ``d`` share, ``loader`` being
+    this rank's shard: where the shard starts, and the sum of the counts across ranks."""
+    if not d.enabled:
+        return {}
+    return {"first_index": loader.first_index, "sum_across": functools.partial(all_reduce_sum, d=d)}
 
 
 def evaluate_checkpoint(
@@ -198,13 +210,7 @@ def evaluate_checkpoint(
             world_size=d.world_size,
         )
         measured = evaluate.paper_metrics(
-            model,
-            batches,
-            cfg,
-            autoattack,
-            progress,
-            first_index=batches.first_index,
-            sum_across=functools.partial(all_reduce_sum, d=d) if d.enabled else None,
+            model, batches, cfg, autoattack, progress, **shared(batches, d)
         )
     finally:
         close_distributed(d)

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from fastrft.config import RunConfig, to_yaml
-from fastrft.data import build_loaders
+from fastrft.data import build_eval_loader, build_loaders
 from fastrft.errors import TrainingDiverged
 from fastrft.models import build_model
 from fastrft.objectives import make_objective
@@ -259,15 +259,30 @@ class Trainer:
         with counted(self.console, self.show_progress, "final evaluation, batches") as progress:
             results = final_results(
                 self.model,
-                self.val_loader,
+                self._final_loader(),
                 self.cfg,
                 self.history,
                 self.schedule,
                 self.speed,
                 progress,
+                self.dist,
             )
         self.run_dir.write_results(results)
         return results
+
+    def _final_loader(self) -> Any:
+        """The final curve's images: the validation loader, or under DDP this rank's shard
+        of them, so the ranks share the curve's attacks rather than each making them all."""
+        if not self.dist.enabled:
+            return self.val_loader
+        return build_eval_loader(
+            self.cfg.data,
+            self.device,
+            seed=self.cfg.seed,
+            channels_last=self.speed.channels_last,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+        )
 
 
 def _summary(r: dict[str, Any], val_eps: float) -> str:

@@ -376,14 +376,26 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path, args, message):
 
 @pytest.mark.slow
 def test_ddp_with_two_gloo_processes(tmp_path):
+    """Two ranks train, and share the final curve: each attacks its half of the 48
+    validation images and results.json has the whole set's numbers, those `fastrft eval`
+    gives in one process (one thread per process in both, torchrun's default for 2)."""
     out = tmp_path / "ddp"
     run = torchrun("-m", "fastrft", "train", "--no-progress", *TINY, "epochs=2", f"out_dir={out}")
     assert run.returncode == 0, run.stderr[-3000:]
     records = _records(out)
     assert [r["epoch"] for r in records] == [0, 1]
-    assert (out / "results.json").exists()
     # two ranks each see half of the 192 images: 3 steps of 32 per epoch per rank
     assert torch.tensor([r["train_acc"] for r in records]).isfinite().all()
+    results = json.loads((out / "results.json").read_text())
+    assert results["processes"] == 2 and results["num_samples"] == 48
+    alone = tmp_path / "alone.json"
+    args = ("-m", "fastrft", "eval", str(out), "--no-progress", "--out", str(alone))
+    run = torchrun(*args, nproc=1, env={"OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    one = json.loads(alone.read_text())
+    assert one["processes"] == 1 and one["accuracy_curve"] == results["accuracy_curve"]
+    # one process: a batch of 48 per budget; two: a batch of 24 each
+    assert (one["attack_calls"], results["attack_calls"]) == (4, 8)
 
 
 @pytest.mark.slow
