@@ -53,6 +53,13 @@ def all_reduce_sum(t: torch.Tensor, d: Dist) -> torch.Tensor:
     return t
 
 
+def broadcast_state(module: torch.nn.Module, d: Dist) -> None:
+    """Give every rank rank 0's parameters and buffers, in place."""
+    if d.enabled:
+        for t in module.state_dict().values():
+            dist.broadcast(t, src=0)
+
+
 def close_distributed(d: Dist) -> None:
     if d.enabled and dist.is_initialized():
         dist.destroy_process_group()

@@ -30,7 +30,7 @@ from .capture import check_graph_step, refused
 from .checkpoint import rng_state, set_rng_state
 from .compiled import CompileCounter, compile_model
 from .devices import pick_device
-from .distributed import all_reduce_sum, close_distributed, init_distributed
+from .distributed import all_reduce_sum, broadcast_state, close_distributed, init_distributed
 from .evaluation import final_results, validate
 from .graphs import CaptureFailed
 from .log import counted, progress_bar
@@ -256,6 +256,9 @@ class Trainer:
 
     def _final_evaluation(self) -> dict[str, Any]:
         """results.json, written once every epoch is trained (fastrft.engine.evaluation)."""
+        # every rank evaluates rank 0's model, the checkpoint's: DDP leaves each rank the
+        # BatchNorm statistics of its own last batches
+        broadcast_state(self.model, self.dist)
         with counted(self.console, self.show_progress, "final evaluation, batches") as progress:
             results = final_results(
                 self.model,

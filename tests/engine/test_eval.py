@@ -69,21 +69,23 @@ def test_eval_in_bf16_says_so(run_dir, tmp_path):
     assert ev["precision"] == "bf16" and len(ev["accuracy_curve"]) == 5
 
 
-def test_eval_by_bisection_says_so_and_counts_its_passes(run_dir, tmp_path, capsys):
-    """48 images in one batch, budgets 1..4/255, 2 steps: training's curve attacked each
-    budget (4 calls), bisection takes ceil(log2(5)) = 3; the flag and the config key agree."""
+def test_eval_by_each_strategy_says_so_and_counts_its_passes(run_dir, tmp_path, capsys):
+    """48 images in one batch, budgets 1..4/255, 2 steps: training's curve bisected by
+    default, ceil(log2(5)) = 3 calls; attacking each budget takes 4; the flag and the config
+    key agree."""
     trained = json.loads((run_dir / "results.json").read_text())
     cost = ("strategy", "attack_calls", "gradient_passes")
-    assert tuple(trained[k] for k in cost) == ("all", 4, 8)
+    assert tuple(trained[k] for k in cost) == ("bisect", 3, 6)
     flag, key = tmp_path / "flag.json", tmp_path / "key.json"
-    main(["eval", str(run_dir), "--strategy", "bisect", "--out", str(flag)])
-    assert "strategy bisect: 3 attack calls, 6 gradient passes" in capsys.readouterr().out
-    main(["eval", str(run_dir), "--out", str(key), "eval.strategy=bisect"])
+    main(["eval", str(run_dir), "--strategy", "all", "--out", str(flag)])
+    assert "strategy all: 4 attack calls, 8 gradient passes" in capsys.readouterr().out
+    main(["eval", str(run_dir), "--out", str(key), "eval.strategy=all"])
     ev = json.loads(flag.read_text())
     assert ev == {**json.loads(key.read_text()), "checkpoint": ev["checkpoint"]}
-    assert tuple(ev[k] for k in cost) == ("bisect", 3, 6)
-    curve = ev["accuracy_curve"]
-    assert curve[0] == trained["clean_acc"] and all(b <= a for a, b in pairwise(curve)), curve
+    assert tuple(ev[k] for k in cost) == ("all", 4, 8)
+    assert ev["accuracy_curve"][0] == trained["clean_acc"]
+    curve = trained["accuracy_curve"]
+    assert all(b <= a for a, b in pairwise(curve)), f"bisection's curve is monotone: {curve}"
 
 
 @pytest.mark.slow

@@ -394,8 +394,9 @@ def test_ddp_with_two_gloo_processes(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     one = json.loads(alone.read_text())
     assert one["processes"] == 1 and one["accuracy_curve"] == results["accuracy_curve"]
-    # one process: a batch of 48 per budget; two: a batch of 24 each
-    assert (one["attack_calls"], results["attack_calls"]) == (4, 8)
+    # one process: a batch of 48 per bisection round; two: a batch of 24 each
+    assert results["strategy"] == "bisect"
+    assert (one["attack_calls"], results["attack_calls"]) == (3, 6)
 
 
 @pytest.mark.slow
