@@ -42,6 +42,7 @@ from fastrft.objectives import make_objective
 from .ladder import Measurement, Workload, fresh_model, measure, random_batch, release
 
 Craft = Callable[[], Tensor]
+Keep = Callable[[dict[str, Any]], None]  # takes each timed row as it is made
 
 
 @dataclass
@@ -156,16 +157,21 @@ def row(name: str, peer: bool, m: Measurement, w: Workload, robust_acc: float) -
 
 
 def curve_rows(
-    model: nn.Module, x: Tensor, y: Tensor, w: Workload, counts: dict[str, int], console: Console
-) -> list[dict[str, Any]]:
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    w: Workload,
+    counts: dict[str, int],
+    console: Console,
+    keep: Keep,
+) -> None:
     """The batch's accuracy-vs-eps curve up to the workload's budget, by each strategy: the
     rate at which images get their whole curve, its accuracy at the budget, and the gradient
-    passes it took. None for an attack that evaluation does not use (fgsm)."""
+    passes it took. No rows for an attack that evaluation does not use (fgsm)."""
     a = w.attack
     if a.name not in attack_registry.names("evaluation"):
-        return []
+        return
     grid = eps_grid(a.eps, default_grid_step(a.norm, a.eps, a.eps))
-    rows = []
     for strategy in CURVE_STRATEGIES:
         curve = functools.partial(
             measure_curve,
@@ -182,13 +188,8 @@ def curve_rows(
         console.print(f"{name} ...", style="dim")
         m = measure(curve, w, **{**counts, "warmup": max(counts["warmup"], 1)})
         last = curve()
-        rows.append(
-            {
-                **row(name, False, m, w, last.accuracies[-1]),
-                "gradient_passes": last.gradient_passes,
-            }
-        )
-    return rows
+        passes = {"gradient_passes": last.gradient_passes}
+        keep({**row(name, False, m, w, last.accuracies[-1]), **passes})
 
 
 def time_all(
@@ -198,15 +199,22 @@ def time_all(
     w: Workload,
     counts: dict[str, int],
     console: Console,
-) -> list[dict[str, Any]]:
-    rows = []
+    keep: Keep,
+) -> None:
     for v in variants:
         console.print(f"{v.name} ...", style="dim")
-        rows.append(time_variant(v, model, y, w, counts))
-    return rows
+        keep(time_variant(v, model, y, w, counts))
 
 
-def bench_attack(args: argparse.Namespace, w: Workload, console: Console) -> dict[str, Any]:
+def bench_attack(
+    args: argparse.Namespace,
+    w: Workload,
+    console: Console,
+    save: Callable[[dict[str, Any]], None] = lambda part: None,
+) -> dict[str, Any]:
+    """The attack mode's rows: fastrft's variants, the peers' (with each row's speed-up over
+    each peer), and the curve by each strategy. ``save`` gets the part measured so far after
+    each row, so a run cut short leaves its rows on disk."""
     gpu = w.device.type == "cuda"
     counts = {
         "warmup": args.warmup if args.warmup is not None else 1,
@@ -219,15 +227,22 @@ def bench_attack(args: argparse.Namespace, w: Workload, console: Console) -> dic
     x, _ = random_batch(w, channels_last=False)
     with torch.no_grad():
         y = model(x).argmax(1)
-    rows = time_all(fastrft_variants(model, x, y, w, args), model, y, w, counts, console)
+    part = {"rows": [], "timing": counts, "classes_predicted": int(y.unique().numel())}
+
+    def keep(r: dict[str, Any]) -> None:
+        part["rows"].append(r)
+        save(part)
+
+    time_all(fastrft_variants(model, x, y, w, args), model, y, w, counts, console, keep)
     release(w.device)  # the fast path's copy, compiled code and graph: the peers' peak is theirs
-    rows += time_all(peer_variants(model, x, y, w), model, y, w, counts, console)
+    time_all(peer_variants(model, x, y, w), model, y, w, counts, console, keep)
     release(w.device)
+    rows = part["rows"]
     for r in rows:
         for peer in (p for p in rows if p["peer"]):
             r[f"x {peer['name']}"] = r["images_per_s"] / peer["images_per_s"]
-    rows += curve_rows(model, x, y, w, counts, console)  # no ratio: a curve is many attacks
-    return {"rows": rows, "timing": counts, "classes_predicted": int(y.unique().numel())}
+    curve_rows(model, x, y, w, counts, console, keep)  # no ratio: a curve is many attacks
+    return part
 
 
 def columns(part: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -31,6 +32,7 @@ from .targets import ATTACK_KEYS, TRAIN_KEYS, checks_for, target_problem
 from .train import TRAIN_COLUMNS, bench_train, train_notes
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+Save = Callable[[dict[str, Any]], None]  # writes the part measured so far
 
 
 def resolve_targets(args: argparse.Namespace, preset: dict[str, float]) -> dict[str, float]:
@@ -79,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """The benchmark the parsed options ask for: print it, and write the files asked for
-    (in train mode also after each rung, and with the error of an exception that ends it)."""
+    """The benchmark the parsed options ask for: print it, and write the files asked for,
+    also after each rung or row, and with the error of an exception that ends it."""
     # a file or a CI log gets the whole table rather than 80 squeezed columns
     console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
     preset = args.preset or default_preset(args.overrides, torch.cuda.is_available())
@@ -99,27 +101,35 @@ def run(args: argparse.Namespace) -> int:
     if args.mode == "attack":
         from .attack import bench_attack, columns, notes
 
-        part = bench_attack(args, w, console)
-        cols, lines = columns(part), notes(part)
+        def measure(save: Save) -> dict[str, Any]:
+            return bench_attack(args, w, console, save)
+
+        def layout(part: dict[str, Any]) -> tuple[list[Column], list[str]]:
+            return columns(part), notes(part)
     else:
         shape = RunShape.paper(cfg.images, cfg.epochs) if cfg.images and cfg.epochs else None
-        latest: dict[str, Any] = {}
 
-        def train_lines(part: dict[str, Any]) -> list[str]:
-            return train_notes({**part, "workload": {"amp": args.amp_dtype}}, device)
+        def measure(save: Save) -> dict[str, Any]:
+            return bench_train(args, shape, w, console, save)
 
-        def save(part: dict[str, Any]) -> None:
-            latest.update(part, complete=False)
-            write_files(args, assemble(latest), TRAIN_COLUMNS, train_lines(latest))
+        def layout(part: dict[str, Any]) -> tuple[list[Column], list[str]]:
+            return TRAIN_COLUMNS, train_notes({**part, "workload": {"amp": args.amp_dtype}}, device)
 
-        try:
-            part = bench_train(args, shape, w, console, save)
-        except Exception as e:
-            if latest:  # what was measured stays on disk, with why the run ended
-                latest["skipped"] = [*latest["skipped"], f"ended by {type(e).__name__}: {e}"]
-                save({"error": f"{type(e).__name__}: {e}"})
-            raise
-        cols, lines = TRAIN_COLUMNS, train_lines(part)
+    latest: dict[str, Any] = {}
+
+    def save(part: dict[str, Any]) -> None:
+        latest.update(part, complete=False)
+        write_files(args, assemble(latest), *layout(latest))
+
+    try:
+        part = measure(save)
+    except Exception as e:
+        if latest:  # what was measured stays on disk, with why the run ended
+            ended = f"ended by {type(e).__name__}: {e}"
+            latest["skipped"] = [*latest.get("skipped", []), ended]
+            save({"error": f"{type(e).__name__}: {e}"})
+        raise
+    cols, lines = layout(part)
     result = assemble({**part, "complete": True})
     checks = checks_for(args.mode, result, targets)
     result["targets"] = [c.as_dict() for c in checks]

@@ -255,6 +255,34 @@ def test_attack_mode_times_the_curve_by_each_strategy(tmp_path, capsys):
     assert "curve rows: images per second whose whole" in capsys.readouterr().out
 
 
+def test_attack_mode_keeps_each_row_on_disk_and_an_error_ends_with_the_rows_so_far(
+    tmp_path, monkeypatch
+):
+    from fastrft.bench import attack
+
+    real, out = attack.time_variant, tmp_path / "a.json"
+    on_disk = []
+
+    def time_variant(v, *args):
+        on_disk.append(
+            [r["name"] for r in json.loads(out.read_text())["rows"]] if out.exists() else None
+        )
+        if len(on_disk) == 2:
+            raise RuntimeError("a bug in the fast path")
+        return real(v, *args)
+
+    monkeypatch.setattr(attack, "time_variant", time_variant)
+    files = ["--json", str(out), "--markdown", str(tmp_path / "a.md")]
+    with pytest.raises(RuntimeError, match="a bug in the fast path"):
+        main(["--mode", "attack", *TINY, "attack.name=apgd", "attack.steps=2", *files])
+    assert on_disk == [None, ["fastrft fp32 eager"]], "the first row on disk before the second"
+    r = json.loads(out.read_text())
+    assert [row["name"] for row in r["rows"]] == ["fastrft fp32 eager"]
+    assert r["error"] == "RuntimeError: a bug in the fast path" and r["complete"] is False
+    assert r["skipped"] == ["ended by RuntimeError: a bug in the fast path"]
+    assert "fastrft fp32 eager" in (tmp_path / "a.md").read_text()
+
+
 def test_attack_mode_runs_fgsm_beside_torchattacks_ffgsm(tmp_path):
     """fgsm's eager row once passed norm twice (a TypeError before any row was timed)."""
     pytest.importorskip("torchattacks")
