@@ -26,7 +26,7 @@ from pathlib import Path
 from fastrft import attack_registry as attacks
 from fastrft.budgets import CURVE_STRATEGIES, fraction_arg
 from fastrft.datasets import DATASETS, IDX_DATASETS
-from fastrft.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED
+from fastrft.errors import EXIT_BAD_INPUT, EXIT_BUSY, EXIT_DIVERGED, EXIT_INTERRUPTED
 
 RESUMES = "interrupted: rerun the same command to resume from the last checkpoint"
 # what an interruption leaves: only runs (train, the sweep's and the demo's) can resume
@@ -273,10 +273,13 @@ def _run(name: str, command: Callable[[], int | None]) -> None:
 
     A command may also return a non-zero exit code itself (a sweep with failed runs)."""
     from fastrft.config import ConfigError
-    from fastrft.errors import MissingDependency, TrainingDiverged
+    from fastrft.errors import Busy, MissingDependency, TrainingDiverged
 
     try:
         code = command()
+    except Busy as err:  # another process holds the folder: the same command can succeed later
+        print(f"fastrft {name}: error: {err}", file=sys.stderr)
+        sys.exit(EXIT_BUSY)
     except (ConfigError, ValueError, FileNotFoundError, MissingDependency) as err:
         print(f"fastrft {name}: error: {err}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)

@@ -3,8 +3,15 @@
 
 import re
 
-# the exit codes of `fastrft`: a sweep reads a run's to tell bad input from a crash
-EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+# the exit codes of `fastrft`: a sweep reads a run's to tell bad input from a crash, and a
+# folder another process holds (75: sysexits' EX_TEMPFAIL, "try again later") from both
+EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_BUSY, EXIT_INTERRUPTED = 2, 3, 75, 130
+
+
+class Busy(ValueError):
+    """A folder another live process holds (a run directory, a sweep root): the same command
+    can succeed once that process ends, so it exits EXIT_BUSY, which a sweep tries again, not
+    EXIT_BAD_INPUT. A ValueError, so code that catches bad input still catches it."""
 
 
 class MissingDependency(ImportError):

@@ -14,13 +14,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from fastrft.errors import Busy
+
 LOCK = ".lock"
 
 
 def acquire(folder: Path, busy: str) -> int:
-    """Lock ``folder`` (created if missing) or raise ValueError: ``busy`` followed by the
-    holder if another process holds it. Returns the lock file's descriptor: closing it, or
-    the process's end, releases the lock."""
+    """Lock ``folder`` (created if missing) or raise Busy: ``busy`` followed by the holder if
+    another process holds it (ValueError where the filesystem cannot lock). Returns the lock
+    file's descriptor: closing it, or the process's end, releases the lock."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -28,7 +30,7 @@ def acquire(folder: Path, busy: str) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as err:
         os.close(fd)
-        raise ValueError(f"{busy} ({_holder(path)}): wait for it to end, or stop it") from err
+        raise Busy(f"{busy} ({_holder(path)}): wait for it to end, or stop it") from err
     except OSError as err:  # a filesystem without locks (Lustre without -o flock)
         os.close(fd)
         raise ValueError(

@@ -16,6 +16,7 @@ from rich.console import Console
 from fastrft import locks
 from fastrft.atomic import write_json
 from fastrft.config import ConfigError, RunConfig, read_run_config, save_config, to_yaml
+from fastrft.errors import Busy
 from fastrft.paths import check_out_dir
 from fastrft.results import read_results
 
@@ -54,6 +55,8 @@ class RunDir:
             return
         try:
             self._lock = locks.acquire(self.path, f"out_dir: {self.path} is in use by another run")
+        except Busy:
+            raise  # not bad input: the same run can go on once the holder ends (EXIT_BUSY)
         except ValueError as err:
             raise ConfigError(str(err)) from err
         self.checkpointer.remove_leftovers()

@@ -24,6 +24,7 @@ from fastrft.engine import Trainer, TrainingDiverged
 from fastrft.engine.checkpoint import load_checkpoint
 from fastrft.engine.devices import pick_device
 from fastrft.engine.distributed import Dist
+from fastrft.errors import EXIT_BUSY
 from tests.helpers import assert_close, expected_lr, torchrun
 
 TINY = [
@@ -268,14 +269,15 @@ def _files(folder):
 
 
 def test_a_run_directory_in_use_is_refused_until_its_holder_dies(tmp_path):
-    """A second run on an out_dir a run is using exits 2 naming the holder, and touches
-    nothing there; the lock dies with its holder (SIGKILL included)."""
+    """A second run on an out_dir a run is using exits 75 (EXIT_BUSY: not bad input, so a
+    sweep tries it again) naming the holder, and touches nothing there; the lock dies with its
+    holder (SIGKILL included)."""
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "fastrft", "train", "--no-progress", *TINY, f"out_dir={out}"]
     holder = _paused(tmp_path, cmd)
     before = _files(out)
     second = subprocess.run(cmd, capture_output=True, text=True)
-    assert second.returncode == 2, second.stderr[-2000:]
+    assert second.returncode == EXIT_BUSY == 75, second.stderr[-2000:]
     assert len(second.stderr.strip().splitlines()) == 1, second.stderr
     assert f"pid {holder.pid} on {socket.gethostname()}" in second.stderr, second.stderr
     assert _files(out) == before

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from fastrft.cli import main
+from fastrft.errors import EXIT_BUSY
 from fastrft.sweep.ledger import Ledger
 from fastrft.sweep.plan import locked, mark_root, mark_run, plan
 from fastrft.sweep.spec import load_spec
@@ -83,16 +84,19 @@ def test_plan_recovers_what_a_killed_sweep_could_not_record(tmp_path):
 
 def test_a_run_failed_on_bad_input_is_left_alone_until_asked_or_changed(tmp_path):
     """Exit 2 (a config or data error) fails the same way each time: a rerun skips the run
-    unless --retry-failed asks for it or its config changed since; other failures rerun."""
-    spec = load_spec(write_sweep(tmp_path, {"seed": [0, 1]}))
-    bad, crashed = spec.runs()
+    unless --retry-failed asks for it or its config changed since; other failures rerun, a run
+    directory another process held (exit 75) among them."""
+    spec = load_spec(write_sweep(tmp_path, {"seed": [0, 1, 2]}))
+    bad, crashed, busy = spec.runs()
     ledger = Ledger(spec.root / "ledger.jsonl")
     spec.root.mkdir()
     error = "fastrft train: error: broken.npz: not a readable .npz file"
     ledger.append(bad.id, "failed", exit_code=2, error=error, config=bad.fingerprint())
     ledger.append(crashed.id, "failed", exit_code=1, error="Traceback")
-    work = plan(spec, [bad, crashed], ledger)
-    assert [r.id for r in work.todo] == [crashed.id] and work.refused == {bad.id: error}
+    held = "fastrft train: error: another run is using runs/x (pid 7 on host, started ...)"
+    ledger.append(busy.id, "failed", exit_code=EXIT_BUSY, error=held, config=busy.fingerprint())
+    work = plan(spec, [bad, crashed, busy], ledger)
+    assert [r.id for r in work.todo] == [crashed.id, busy.id] and work.refused == {bad.id: error}
     assert [r.id for r in plan(spec, [bad], ledger, retry_failed=True).todo] == [bad.id]
     changed = load_spec(write_sweep(tmp_path, {"seed": [0]}, overrides={"epochs": 3}))
     assert changed.runs()[0].fingerprint() != bad.fingerprint()
