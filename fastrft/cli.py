@@ -273,7 +273,8 @@ def _run(name: str, command: Callable[[], int | None]) -> None:
 
     A command may also return a non-zero exit code itself (a sweep with failed runs)."""
     from fastrft.config import ConfigError
-    from fastrft.errors import Busy, MissingDependency, TrainingDiverged
+    from fastrft.errors import MissingDependency, TrainingDiverged
+    from fastrft.locks import Busy
 
     try:
         code = command()

@@ -8,12 +8,6 @@ import re
 EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_BUSY, EXIT_INTERRUPTED = 2, 3, 75, 130
 
 
-class Busy(ValueError):
-    """A folder another live process holds (a run directory, a sweep root): the same command
-    can succeed once that process ends, so it exits EXIT_BUSY, which a sweep tries again, not
-    EXIT_BAD_INPUT. A ValueError, so code that catches bad input still catches it."""
-
-
 class MissingDependency(ImportError):
     """An optional package a feature needs is not installed; the message says how to install
     it. An ImportError, so code that tests for one still works."""

@@ -14,9 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from fastrft.errors import Busy
-
 LOCK = ".lock"
+
+
+class Busy(ValueError):
+    """A folder another live process holds (a run directory, a sweep root): the same command
+    can succeed once that process ends, so `fastrft` exits EXIT_BUSY (fastrft.errors), which a
+    sweep tries again, not EXIT_BAD_INPUT. A ValueError, so code that catches bad input still
+    catches it."""
 
 
 def acquire(folder: Path, busy: str) -> int:

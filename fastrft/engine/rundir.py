@@ -16,7 +16,6 @@ from rich.console import Console
 from fastrft import locks
 from fastrft.atomic import write_json
 from fastrft.config import ConfigError, RunConfig, read_run_config, save_config, to_yaml
-from fastrft.errors import Busy
 from fastrft.paths import check_out_dir
 from fastrft.results import read_results
 
@@ -55,7 +54,7 @@ class RunDir:
             return
         try:
             self._lock = locks.acquire(self.path, f"out_dir: {self.path} is in use by another run")
-        except Busy:
+        except locks.Busy:
             raise  # not bad input: the same run can go on once the holder ends (EXIT_BUSY)
         except ValueError as err:
             raise ConfigError(str(err)) from err
