@@ -421,8 +421,7 @@ def attack_fn(
     choices = attack_registry.names("evaluation")
     if attack not in choices:
         raise ValueError(f"attack must be one of {sorted(choices)}, got {attack!r}")
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    check_count("steps", steps, 1)
     kwargs = dict(attack_kwargs or {})
     if "alpha" in kwargs:
         raise ValueError(
